@@ -1,0 +1,94 @@
+"""Runtime environment policy, applied before TensorFlow or Keras is imported.
+
+Every entry point (the package, the TFX components, the runners, the CLIs)
+imports this module first, through ``import morphhr_tf``. It fixes:
+
+- Keras 3 with the TensorFlow backend (``KERAS_BACKEND=tensorflow``). The
+  package never uses ``tf.keras``: importing ``tensorflow_transform`` flips
+  ``tf.keras`` to Keras 2, while ``import keras`` stays Keras 3.
+- Quiet TensorFlow / absl logging unless ``MORPHHR_VERBOSE=1`` is set.
+- Apache Beam options that run offline: Beam >= 2.68's ``DirectRunner`` may
+  hand a pipeline to the Prism runner, which downloads a binary on first use.
+  :func:`beam_pipeline_args` names the in-process ``FnApiRunner`` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+VERBOSE_ENV = "MORPHHR_VERBOSE"
+
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+def is_verbose() -> bool:
+    """Whether the user asked for TensorFlow's and absl's full logging."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() in _TRUTHY
+
+
+def configure(verbose: bool | None = None) -> None:
+    """Applies the runtime policy to the process environment.
+
+    Safe to call more than once. Environment variables only take effect for
+    TensorFlow if they are set before TensorFlow is first imported, which is
+    why ``morphhr_tf/__init__.py`` calls this before anything else.
+
+    Args:
+        verbose: ``True`` keeps TensorFlow's INFO logs; ``None`` reads
+            ``MORPHHR_VERBOSE`` from the environment.
+
+    Raises:
+        ValueError: if ``KERAS_BACKEND`` is already set to another backend.
+    """
+    backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise ValueError(
+            "morphhr_tf runs Keras 3 on the TensorFlow backend only. "
+            f"Received: KERAS_BACKEND={backend!r}. Unset it or set it to "
+            "'tensorflow'."
+        )
+    if verbose is None:
+        verbose = is_verbose()
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # Keras' own "Epoch 1/3" progress still shows; only library chatter
+        # at INFO level is hidden.
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
+        try:
+            from absl import logging as absl_logging
+
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        except ImportError:  # absl is in the lock; tolerate partial installs
+            pass
+
+
+def beam_pipeline_args(num_workers: int = 1) -> list[str]:
+    """Beam options that run on this machine with no network.
+
+    ``FnApiRunner`` is the engine ``DirectRunner`` uses for batch pipelines;
+    naming it directly skips the Prism hand-off (and its binary download).
+
+    Args:
+        num_workers: worker processes. ``1`` runs in process; more use the
+            ``multi_processing`` mode, one OS process per worker.
+
+    Returns:
+        A list of ``--flag=value`` strings for ``PipelineOptions`` or a TFX
+        pipeline's ``beam_pipeline_args``.
+
+    Raises:
+        ValueError: if ``num_workers`` is not a positive integer.
+    """
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ValueError(
+            f"num_workers must be a positive integer. Received: {num_workers!r}"
+        )
+    mode = "in_memory" if num_workers == 1 else "multi_processing"
+    return [
+        "--runner=FnApiRunner",
+        f"--direct_running_mode={mode}",
+        f"--direct_num_workers={num_workers}",
+    ]
