@@ -1,0 +1,286 @@
+"""Read and rebuild flat Keras functional graphs.
+
+The morphs never edit a model in place. They read the teacher's graph through
+:class:`Graph` (which layer produces and which layers consume each tensor),
+plan the new weights in numpy, then call :func:`rebuild`, which replays the
+graph with fresh copies of every layer (optionally with edited configs and
+extra layers inserted after some of them) and copies the weights.
+
+Only flat functional models are supported: every layer is called once and no
+layer is itself a model. Nested models are refused with a ``ValueError``.
+This module is the only place that touches Keras' private graph structures
+(``Functional._nodes_by_depth`` and ``Node``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras.src.models.functional import Functional
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a layer in a functional graph.
+
+    Attributes:
+        layer: the layer (or stateless Keras operation) that was called.
+        node: the Keras node of this call (holds the call arguments).
+        inputs: the symbolic tensors it consumed, flattened.
+        outputs: the symbolic tensors it produced, flattened.
+    """
+
+    layer: keras.Operation
+    node: object
+    inputs: tuple
+    outputs: tuple
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+
+def describe(layer: keras.Operation) -> str:
+    """`'name' (ClassName)`, how error messages name a layer."""
+    return f"'{layer.name}' ({type(layer).__name__})"
+
+
+class Graph:
+    """Producer / consumer view of a flat functional model.
+
+    Args:
+        model: a functional `keras.Model` (built with `keras.Input`).
+
+    Raises:
+        ValueError: if `model` is not functional, contains a nested model or
+            calls a layer more than once.
+    """
+
+    def __init__(self, model: keras.Model):
+        if not isinstance(model, Functional):
+            raise ValueError(
+                "Morphs need a functional model built as keras.Model(inputs, "
+                f"outputs). Received: a {type(model).__name__}. Rebuild a "
+                "Sequential or subclassed model with the functional API first."
+            )
+        self.model = model
+        self.calls: list[Call] = []
+        self._producer: dict[int, Call] = {}
+        self._consumers: dict[int, list[Call]] = {}
+        self._by_name: dict[str, Call] = {}
+        seen: set[int] = set()
+        for depth in sorted(model._nodes_by_depth, reverse=True):
+            for node in model._nodes_by_depth[depth]:
+                if node.operation is None or node.is_input:
+                    continue
+                layer = node.operation
+                if isinstance(layer, keras.Model):
+                    raise ValueError(
+                        f"Layer {describe(layer)} is a nested model; morphs work "
+                        "on flat functional graphs. Build the model by calling "
+                        "the inner model's layers directly instead."
+                    )
+                if id(layer) in seen:
+                    raise ValueError(
+                        f"Layer {describe(layer)} is called more than once (a "
+                        "shared layer); morphs need every layer called once."
+                    )
+                seen.add(id(layer))
+                call = Call(
+                    layer=layer,
+                    node=node,
+                    inputs=tuple(node.input_tensors),
+                    outputs=tuple(node.outputs),
+                )
+                self.calls.append(call)
+                self._by_name[layer.name] = call
+                for t in call.outputs:
+                    self._producer[id(t)] = call
+                for t in call.inputs:
+                    self._consumers.setdefault(id(t), []).append(call)
+        self.input_ids = {id(t) for t in model.inputs}
+        self.output_ids = {id(t) for t in model.outputs}
+
+    def call_of(self, layer_name: str) -> Call:
+        """The call of the layer named `layer_name`.
+
+        Raises:
+            ValueError: if no layer has that name (the message lists a few).
+        """
+        if not isinstance(layer_name, str) or layer_name not in self._by_name:
+            names = [c.name for c in self.calls]
+            shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+            raise ValueError(
+                f"No layer named {layer_name!r} in model '{self.model.name}'. "
+                f"Pass one of its layer names: {shown}"
+            )
+        return self._by_name[layer_name]
+
+    def has_layer(self, layer_name: str) -> bool:
+        return layer_name in self._by_name
+
+    def producer(self, tensor) -> Call | None:
+        """The call that produced `tensor`, or `None` for a model input."""
+        return self._producer.get(id(tensor))
+
+    def consumers(self, tensor) -> list[Call]:
+        """The calls that consume `tensor`, in topological order."""
+        return list(self._consumers.get(id(tensor), ()))
+
+
+def clone_layer(layer: keras.Operation, config_update: Mapping | None = None):
+    """A new, unbuilt layer from `layer`'s config with `config_update` applied.
+
+    Stateless Keras operations (no config round trip needed) are reused.
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return layer
+    config = layer.get_config()
+    config.update(config_update or {})
+    return type(layer).from_config(config)
+
+
+def replay(
+    graph: Graph,
+    inputs: Sequence,
+    *,
+    config_updates: Mapping[str, Mapping] | None = None,
+    insert_after: Mapping[str, Sequence[keras.layers.Layer]] | None = None,
+):
+    """Re-applies the graph's layers (as fresh clones) to new input tensors.
+
+    Args:
+        graph: the teacher graph.
+        inputs: symbolic tensors standing in for `graph.model.inputs`, in order.
+        config_updates: per layer name, config keys to override in the clone.
+        insert_after: per layer name, new layers applied in sequence to that
+            layer's (single) output; every former consumer and model output
+            then uses the last new layer's output. An input layer's name
+            inserts after that model input.
+
+    Returns:
+        The new outputs, in the structure of `graph.model.output`.
+    """
+    config_updates = config_updates or {}
+    insert_after = insert_after or {}
+    model = graph.model
+
+    def chain(name, tensor):
+        for new_layer in insert_after.get(name, ()):
+            tensor = new_layer(tensor)
+        return tensor
+
+    tensor_dict = {}
+    for old, new in zip(model.inputs, inputs):
+        tensor_dict[id(old)] = chain(old._keras_history.operation.name, new)
+    for call in graph.calls:
+        new_layer = clone_layer(call.layer, config_updates.get(call.name))
+        args, kwargs = call.node.arguments.fill_in(tensor_dict)
+        outputs = keras.tree.flatten(new_layer(*args, **kwargs))
+        if call.name in insert_after:
+            if len(outputs) != 1:
+                raise ValueError(
+                    f"Cannot insert layers after {describe(call.layer)}: it has "
+                    f"{len(outputs)} outputs. Pick a layer with one output."
+                )
+            outputs = [chain(call.name, outputs[0])]
+        for old, new in zip(call.outputs, outputs):
+            tensor_dict[id(old)] = new
+    flat = [tensor_dict[id(t)] for t in model.outputs]
+    return keras.tree.pack_sequence_as(model.output, flat)
+
+
+def new_inputs(model: keras.Model, shapes: Mapping[str, tuple] | None = None):
+    """Fresh `keras.Input`s like `model.inputs` (same names and dtypes).
+
+    Args:
+        model: the model whose inputs are copied.
+        shapes: optional per input name, a replacement shape without the batch
+            dimension.
+    """
+    shapes = shapes or {}
+    result = []
+    for t in model.inputs:
+        name = t._keras_history.operation.name
+        shape = shapes.get(name, tuple(t.shape[1:]))
+        result.append(keras.Input(shape=shape, dtype=t.dtype, name=name))
+    return result
+
+
+def copy_weights(
+    new_model: keras.Model,
+    sources: Sequence[keras.Model],
+    weights: Mapping[str, Sequence[np.ndarray]] | None = None,
+) -> None:
+    """Sets every weighted layer of `new_model` by name.
+
+    `weights[name]` wins; otherwise the first model in `sources` with a layer
+    of that name gives its weights.
+
+    Raises:
+        ValueError: if a weighted layer has no source (a bug in a morph plan).
+    """
+    weights = weights or {}
+    lookup: dict[str, keras.layers.Layer] = {}
+    for source in reversed(list(sources)):
+        for layer in source.layers:
+            lookup[layer.name] = layer
+    for layer in new_model.layers:
+        if not layer.weights:
+            continue
+        if layer.name in weights:
+            layer.set_weights(list(weights[layer.name]))
+        elif layer.name in lookup:
+            layer.set_weights(lookup[layer.name].get_weights())
+        else:
+            raise ValueError(
+                f"No weights planned for new layer {describe(layer)}. This is "
+                "a bug in morphhr_tf; please report it."
+            )
+
+
+def rebuild(
+    model: keras.Model,
+    *,
+    config_updates: Mapping[str, Mapping] | None = None,
+    insert_after: Mapping[str, Sequence[keras.layers.Layer]] | None = None,
+    input_shapes: Mapping[str, tuple] | None = None,
+    weights: Mapping[str, Sequence[np.ndarray]] | None = None,
+    graph: Graph | None = None,
+) -> keras.Model:
+    """A new functional model replaying `model` with edits, weights copied.
+
+    Args:
+        model: the teacher (left untouched).
+        config_updates: see :func:`replay`.
+        insert_after: see :func:`replay`.
+        input_shapes: per input name, a new shape (no batch dimension).
+        weights: per layer name, the new layer's weights; other layers get the
+            teacher's weights.
+        graph: the teacher's :class:`Graph`, if already built.
+
+    Returns:
+        The new `keras.Model`, with the teacher's name.
+    """
+    graph = graph or Graph(model)
+    inputs = new_inputs(model, input_shapes)
+    outputs = replay(
+        graph, inputs, config_updates=config_updates, insert_after=insert_after
+    )
+    inputs_struct = keras.tree.pack_sequence_as(model.input, inputs)
+    new_model = keras.Model(inputs_struct, outputs, name=model.name)
+    copy_weights(new_model, [model], weights)
+    return new_model
+
+
+def unique_name(taken: Callable[[str], bool], base: str) -> str:
+    """`base`, or `base_2`, `base_3`, ... whichever is not `taken`."""
+    if not taken(base):
+        return base
+    i = 2
+    while taken(f"{base}_{i}"):
+        i += 1
+    return f"{base}_{i}"

@@ -1,0 +1,329 @@
+"""Width morph: more units in a Dense or Conv2D layer, same function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from morphhr_tf.morph import layer_kinds, weight_maps
+from morphhr_tf.morph.graph import Call, Graph, describe, rebuild
+
+_METHODS = ("net2net", "netmorph")
+_ONE_FILLED = ("gamma", "moving_variance")
+
+
+@dataclass
+class _Plan:
+    """What a widening changes, worked out before any layer is built."""
+
+    index_map: np.ndarray
+    sources: list[tuple[Call, np.ndarray]] = field(default_factory=list)
+    consumers: dict[str, tuple] = field(default_factory=dict)
+    channelwise: dict[str, tuple] = field(default_factory=dict)
+    config_updates: dict[str, dict] = field(default_factory=dict)
+
+
+def widen(
+    model: keras.Model,
+    layer_name: str,
+    new_width: int,
+    *,
+    method: str = "net2net",
+    noise_stddev: float = 0.0,
+    seed: int | None = None,
+) -> keras.Model:
+    """Returns a copy of `model` where `layer_name` has `new_width` units.
+
+    Works on `Dense` layers and channels-last `Conv2D` layers. The new units
+    flow through what the layer feeds: `BatchNormalization`, activations
+    (including `PActivation` and `PReLU`), pooling, padding, dropout,
+    `Reshape` keeping the last axis, `Flatten` (static spatial shape),
+    `Concatenate` on the channel axis and element-wise merges, until they
+    reach the next `Dense` / `Conv2D` layers, whose input weights absorb them.
+
+    **Coupled groups.** When the layer's output meets other tensors in an
+    element-wise merge (`Add`, `Multiply`, ...: residual stages, squeeze-excite
+    gates), those tensors must have the same channels. The whole coupled group
+    is widened consistently, automatically: every `Dense` / `Conv2D` producing
+    a tensor of the group (e.g. all convs that write into a ResNet stage's
+    residual stream, including the shortcut projection) gets the same new
+    width and the same unit mapping.
+
+    Methods (Chen et al. 2016, "Net2Net"; Wei et al. 2016, "Network
+    Morphism"):
+
+    - `"net2net"`: unit `j >= old` copies a random old unit `g(j)`;
+      consumers divide the rows of each copied unit by its number of copies.
+    - `"netmorph"`: new units get random incoming weights (scaled like the
+      existing ones) and zero outgoing weights.
+
+    Both are exact in inference mode (`training=False`); with
+    `noise_stddev > 0`, Gaussian noise is added to the consumers' rows of the
+    copied / new units to break symmetry, and the morph is then approximate.
+
+    Args:
+        model: a flat functional model (left untouched).
+        layer_name: the `Dense` or `Conv2D` layer to widen.
+        new_width: units after the morph, above the current width.
+        method: `"net2net"` or `"netmorph"`.
+        noise_stddev: standard deviation of the symmetry-breaking noise;
+            `0.0` (default) keeps the function exactly.
+        seed: seed of the random mapping, new weights and noise.
+
+    Returns:
+        A new `keras.Model` with the teacher's layer names and weights.
+
+    Raises:
+        ValueError: on bad arguments, or, before anything is built, when a
+            layer on the widened channels' path cannot be adapted exactly
+            (e.g. a `DepthwiseConv2D`, `LayerNormalization`, softmax, an unknown
+            custom layer, a model input or output); the message names it.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    >>> x = keras.layers.ReLU()(x)
+    >>> outputs = keras.layers.Conv2D(2, 1, name="head")(x)
+    >>> wider = widen(keras.Model(inputs, outputs), "conv", 6, seed=0)
+    >>> wider.get_layer("conv").filters
+    6
+    """
+    if method not in _METHODS:
+        raise ValueError(
+            f"method must be one of {_METHODS}. Received: method={method!r}"
+        )
+    if not isinstance(noise_stddev, (int, float)) or noise_stddev < 0:
+        raise ValueError(
+            "noise_stddev must be a non-negative number. "
+            f"Received: noise_stddev={noise_stddev!r}"
+        )
+    if isinstance(new_width, bool) or not isinstance(new_width, (int, np.integer)):
+        raise ValueError(
+            f"new_width must be an integer. Received: new_width={new_width!r}"
+        )
+    graph = Graph(model)
+    call = graph.call_of(layer_name)
+    if not (
+        layer_kinds.is_linear(call.layer)
+        and layer_kinds.activation_is_elementwise(call.layer)
+    ):
+        raise ValueError(
+            f"widen supports Dense and channels-last, un-grouped Conv2D layers "
+            f"without softmax. Received: layer_name={layer_name!r}, which is "
+            f"{describe(call.layer)}."
+        )
+    old_width = call.outputs[0].shape[-1]
+    if new_width <= old_width:
+        raise ValueError(
+            f"new_width must exceed the current width {old_width} of "
+            f"'{layer_name}'. Received: new_width={new_width}"
+        )
+    rng = np.random.default_rng(seed)
+    if method == "net2net":
+        index_map = weight_maps.net2net_index_map(old_width, int(new_width), rng)
+    else:
+        index_map = weight_maps.netmorph_index_map(old_width, int(new_width))
+    plan = _plan(graph, call, index_map, layer_name)
+    weights = _new_weights(plan, rng, method, noise_stddev)
+    return rebuild(
+        model, config_updates=plan.config_updates, weights=weights, graph=graph
+    )
+
+
+def _plan(graph: Graph, call: Call, index_map: np.ndarray, layer_name: str) -> _Plan:
+    """Propagates the unit mapping through the graph, forwards and backwards.
+
+    Every tensor reached gets an index map. Channel-wise layers pass it on
+    both ways; element-wise merges tie all their (non-broadcast) inputs and
+    their output to it, which pulls in the other layers feeding the merge; a
+    `Dense` / `Conv2D` producing a mapped tensor is widened (a *source*), one
+    consuming a mapped tensor absorbs the mapping in its input weights.
+    Concatenations and `Flatten` derive their output's map from their inputs'.
+    """
+    maps: dict[int, np.ndarray] = {}
+    sources: dict[str, tuple[Call, np.ndarray]] = {}
+    work: list = []
+
+    def refuse(layer, why):
+        raise ValueError(
+            f"Cannot widen '{layer_name}': the widened channels reach "
+            f"{describe(layer)}, {why}"
+        )
+
+    def assign(tensor, index_map, via):
+        known = maps.get(id(tensor))
+        if known is None:
+            maps[id(tensor)] = index_map
+            work.append(tensor)
+        elif not np.array_equal(known, index_map):
+            refuse(
+                via,
+                "which ties together channels that would need two different widenings.",
+            )
+
+    def tied(c):
+        width = c.outputs[0].shape[-1]
+        return [t for t in c.inputs if t.shape[-1] == width or width == 1]
+
+    def channelwise(c):
+        return len(c.inputs) == 1 and layer_kinds.is_channelwise(
+            c.layer, c.inputs[0], c.outputs[0]
+        )
+
+    def derives(c):
+        return (
+            layer_kinds.is_flatten(c.layer) and len(c.inputs) == 1
+        ) or layer_kinds.is_concat(c.layer, c.outputs[0])
+
+    def drain():
+        while work:
+            tensor = work.pop()
+            index_map = maps[id(tensor)]
+            producer = graph.producer(tensor)
+            if producer is None:
+                raise ValueError(
+                    f"Cannot widen '{layer_name}': its channels are tied, through "
+                    "an element-wise merge, to a model input, which cannot be "
+                    "widened."
+                )
+            if layer_kinds.is_linear(producer.layer):
+                if not layer_kinds.activation_is_elementwise(producer.layer):
+                    refuse(producer.layer, "whose softmax would mix the new units.")
+                known = sources.get(producer.name)
+                if known is not None and not np.array_equal(known[1], index_map):
+                    refuse(producer.layer, "which would need two different widenings.")
+                sources[producer.name] = (producer, index_map)
+            elif channelwise(producer):
+                assign(producer.inputs[0], index_map, producer.layer)
+            elif layer_kinds.is_merge(producer.layer):
+                for t in tied(producer):
+                    assign(t, index_map, producer.layer)
+            elif not derives(producer):
+                refuse(
+                    producer.layer,
+                    "whose output is tied to them but cannot be widened exactly.",
+                )
+            for c in graph.consumers(tensor):
+                if layer_kinds.is_linear(c.layer) and len(c.inputs) == 1:
+                    continue
+                if channelwise(c):
+                    assign(c.outputs[0], index_map, c.layer)
+                elif layer_kinds.is_merge(c.layer):
+                    for t in [*tied(c), c.outputs[0]]:
+                        assign(t, index_map, c.layer)
+                elif not derives(c):
+                    refuse(
+                        c.layer,
+                        "which morphhr_tf cannot adapt exactly (not a known "
+                        "channel-wise layer, element-wise merge, channel "
+                        "concatenation, Flatten, Dense or Conv2D).",
+                    )
+
+    def derived_map(c):
+        if layer_kinds.is_flatten(c.layer):
+            spatial = tuple(c.inputs[0].shape[1:-1])
+            in_map = maps.get(id(c.inputs[0]))
+            if not spatial or any(d is None for d in spatial):
+                refuse(c.layer, "whose input has no static spatial shape.")
+            if in_map is None:
+                in_map = np.arange(c.inputs[0].shape[-1])
+            return weight_maps.flatten_index_map(in_map, spatial, c.inputs[0].shape[-1])
+        return weight_maps.concat_index_maps(
+            [maps.get(id(t)) for t in c.inputs], [t.shape[-1] for t in c.inputs]
+        )
+
+    assign(call.outputs[0], index_map, call.layer)
+    deriving = [c for c in graph.calls if derives(c)]
+    progressed = True
+    while progressed:
+        drain()
+        progressed = False
+        for c in deriving:
+            out = c.outputs[0]
+            if id(out) not in maps and all(id(t) not in maps for t in c.inputs):
+                continue
+            out_map = derived_map(c)
+            if id(out) not in maps:
+                assign(out, out_map, c.layer)
+                progressed = True
+                break
+            if not np.array_equal(maps[id(out)], out_map):
+                refuse(
+                    c.layer,
+                    "whose output would need channels its inputs do not provide.",
+                )
+    for t in graph.model.outputs:
+        if id(t) in maps:
+            refuse(
+                t._keras_history.operation,
+                "which is a model output: widening would change its shape.",
+            )
+
+    plan = _Plan(index_map=index_map)
+    for producer, source_map in sources.values():
+        plan.sources.append((producer, source_map))
+        key = layer_kinds.width_key(producer.layer)
+        plan.config_updates[producer.name] = {key: len(source_map)}
+    for c in graph.calls:
+        if not c.inputs or id(c.inputs[0]) not in maps:
+            continue
+        in_map = maps[id(c.inputs[0])]
+        if layer_kinds.is_linear(c.layer):
+            plan.consumers[c.name] = (c.layer, in_map)
+        elif channelwise(c):
+            plan.channelwise[c.name] = (c.layer, in_map, c.inputs[0].shape[-1])
+            if isinstance(c.layer, keras.layers.Reshape):
+                target = tuple(c.layer.target_shape[:-1]) + (len(in_map),)
+                plan.config_updates[c.name] = {"target_shape": target}
+    return plan
+
+
+def _new_weights(
+    plan: _Plan, rng: np.random.Generator, method: str, noise_stddev: float
+) -> dict[str, list[np.ndarray]]:
+    """Student weights of every layer the plan touches, in `get_weights` order."""
+    weights: dict[str, list[np.ndarray]] = {}
+
+    def arrays(layer):
+        if layer.name not in weights:
+            weights[layer.name] = [np.asarray(w) for w in layer.get_weights()]
+        return weights[layer.name]
+
+    for layer, in_map in plan.consumers.values():
+        values = arrays(layer)
+        old_in = int(layer.kernel.shape[-2])
+        kernel = weight_maps.widen_incoming(values[0], in_map, old_in, axis=-2)
+        if noise_stddev > 0:
+            counts = weight_maps.replication_counts(in_map, old_in)
+            touched = (in_map == weight_maps.NEW_UNIT) | (
+                counts[np.maximum(in_map, 0)] > 1
+            )
+            noise = rng.normal(0.0, noise_stddev, size=kernel.shape)
+            kernel = kernel + noise * touched.reshape(-1, 1)
+        values[0] = kernel.astype(values[0].dtype)
+    for source, index_map in plan.sources:
+        values = arrays(source.layer)
+        kernel = values[0]
+        bias = values[1] if source.layer.use_bias else None
+        new_kernel = None
+        n_new = int(np.sum(index_map == weight_maps.NEW_UNIT))
+        if method == "netmorph" and n_new:
+            std = float(np.std(kernel)) or 0.05
+            new_kernel = rng.normal(0.0, std, size=kernel.shape[:-1] + (n_new,))
+        kernel, bias = weight_maps.widen_outgoing(kernel, bias, index_map, new_kernel)
+        values[0] = kernel.astype(np.float32)
+        if bias is not None:
+            values[1] = bias.astype(np.float32)
+    for layer, index_map, old_in in plan.channelwise.values():
+        if not layer.weights:
+            continue
+        values = arrays(layer)
+        for i, variable in enumerate(layer.weights):
+            if values[i].ndim and values[i].shape[-1] == old_in:
+                fill = 1.0 if variable.name in _ONE_FILLED else 0.0
+                values[i] = weight_maps.take_units(values[i], index_map, fill=fill)
+    return weights
