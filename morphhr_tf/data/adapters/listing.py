@@ -1,0 +1,48 @@
+"""What an adapter returns: the image records and the problems it found."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from morphhr_tf.data.records import ImageRecord
+
+
+@dataclasses.dataclass
+class SourceListing:
+    """The images a data set lists, and what could not be listed.
+
+    Attributes:
+        records: one :class:`ImageRecord` per full image, sorted by path.
+        problems: ``(path or row description, reason)`` for each row whose
+            file is missing or unusable and each image file no row lists.
+            Nothing is dropped silently: every row is either a record or a
+            problem.
+    """
+
+    records: list[ImageRecord] = dataclasses.field(default_factory=list)
+    problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def parse_label(value: object) -> int | None:
+    """``0``/``1`` from '0', '1', '1.0', 0, 1, True, False; None otherwise."""
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "true"):
+        return 1
+    if text in ("0", "0.0", "false"):
+        return 0
+    return None
+
+
+def find_files(root: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Every regular file under ``root`` whose name ends with one of ``suffixes``.
+
+    Does not follow directory symlinks (no loops); sorted absolute paths.
+    """
+    found = []
+    lower = tuple(s.lower() for s in suffixes)
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            if name.lower().endswith(lower):
+                found.append(os.path.abspath(os.path.join(dirpath, name)))
+    return sorted(found)
