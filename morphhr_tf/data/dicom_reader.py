@@ -20,7 +20,18 @@ the functions to the image (the reference tests check both).
 
 Anything that is not a single-frame monochrome 2-D image, or cannot be read,
 raises :class:`DicomRejected` with a one-line reason. Header checks, the size
-limit included, run before any pixel decoding.
+limit included, run before any pixel decoding, and bound the memory a hostile
+file can make the reader use (about 6 bytes per accepted pixel):
+
+- the file may not exceed the largest image ``max_pixels`` allows
+  (4 bytes per pixel plus 64 MiB of header) and must be a regular file (no
+  FIFO, device, directory or symlink loop);
+- a Deflated Explicit VR Little Endian data set is inflated in bounded chunks
+  first and rejected when it would exceed 2 bytes per pixel plus 64 MiB
+  (pydicom itself inflates the whole stream at once: a deflate bomb);
+- a compressed frame must declare the same size as Rows x Columns (the JPEG
+  SOF, JPEG-LS SOF55 or JPEG 2000 SIZ marker), and RLE data must be long
+  enough to fill it: decoders allocate what the codestream declares.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ DEFAULT_MODALITIES = ("MG",)
 DEFAULT_MAX_PIXELS = 200_000_000
 
 _MAX_REASON = 240
+_HEADER_SLACK = 64 << 20  # bytes of non-pixel data a file may carry
+_INFLATE_CHUNK = 1 << 22
+_RLE_MAX_RATIO = 64  # one 2-byte RLE run decodes to at most 128 bytes
 
 
 class DicomRejected(ValueError):
@@ -204,6 +218,8 @@ def _check_transfer_syntax(ds: Any, geometry: dict[str, Any]) -> str:
             f"no decoder available for {name} "
             "(install pylibjpeg, pylibjpeg-libjpeg and pylibjpeg-openjpeg)"
         )
+    if tsyntax.is_compressed and tsyntax.is_encapsulated:
+        _check_frame(ds, tsyntax, name, geometry)
     if not tsyntax.is_compressed:
         try:
             size = len(ds.PixelData)
@@ -218,6 +234,88 @@ def _check_transfer_syntax(ds: Any, geometry: dict[str, Any]) -> str:
                 f"for {geometry['rows']}x{geometry['columns']}"
             )
     return name
+
+
+def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from the first SOF marker of a JPEG/JPEG-LS stream."""
+    if frame[:2] != b"\xff\xd8":
+        return None
+    at, end = 2, len(frame)
+    while at + 4 <= end:
+        if frame[at] != 0xFF:
+            return None
+        marker = frame[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            at += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before SOF
+            return None
+        length = int.from_bytes(frame[at + 2 : at + 4], "big")
+        sof = 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)
+        if sof or marker == 0xF7:  # SOFn, or JPEG-LS SOF55
+            if at + 9 > end or length < 8:
+                return None
+            rows = int.from_bytes(frame[at + 5 : at + 7], "big")
+            cols = int.from_bytes(frame[at + 7 : at + 9], "big")
+            return rows, cols
+        if length < 2:
+            return None
+        at += 2 + length
+    return None
+
+
+def _j2k_size(frame: bytes) -> tuple[int, int] | None:
+    """(rows, columns) from the SIZ marker of a JPEG 2000 codestream."""
+    at = frame.find(b"\xff\x4f\xff\x51", 0, 1 << 20)  # SOC then SIZ
+    if at < 0 or at + 24 > len(frame):
+        return None
+    # SIZ: FF51 Lsiz(2) Rsiz(2) Xsiz(4) Ysiz(4) XOsiz(4) YOsiz(4) ...
+    x, y, x0, y0 = (
+        int.from_bytes(frame[at + o : at + o + 4], "big") for o in (8, 12, 16, 20)
+    )
+    return y - y0, x - x0
+
+
+def _check_frame(ds: Any, tsyntax: Any, name: str, geometry: dict[str, Any]) -> None:
+    """The compressed frame must describe the image the header declares.
+
+    Decoders allocate what the codestream declares, whatever Rows and Columns
+    say: a few bytes can otherwise claim gigapixels.
+    """
+    from pydicom import uid
+    from pydicom.encaps import get_frame
+
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    except Exception as err:
+        raise DicomRejected(
+            f"malformed encapsulated pixel data ({_first_line(err)})"
+        ) from err
+    rows, cols = geometry["rows"], geometry["columns"]
+    if tsyntax in uid.RLETransferSyntaxes:
+        need = rows * cols * geometry["bits_allocated"] // 8
+        if (len(frame) - 64) * _RLE_MAX_RATIO < need:
+            raise DicomRejected(
+                f"RLE data of {len(frame)} bytes cannot fill {rows}x{cols} "
+                "(decompression bomb or truncated data)"
+            )
+        return
+    if tsyntax in uid.JPEG2000TransferSyntaxes:
+        size = _j2k_size(frame)
+    elif tsyntax in uid.JPEGTransferSyntaxes + uid.JPEGLSTransferSyntaxes:
+        size = _jpeg_size(frame)
+    else:
+        return  # a syntax without a frame header we know; the decoder decides
+    if size is None:
+        raise DicomRejected(f"no frame header found in the {name} data")
+    if size != (rows, cols):
+        raise DicomRejected(
+            f"the {name} frame is {size[0]}x{size[1]} but the header declares "
+            f"{rows}x{cols}"
+        )
 
 
 def _voi_kind(ds: Any) -> str:
@@ -345,7 +443,70 @@ def _map_pixels(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
     return np.take(table, index), voi
 
 
-def _open(path: str | os.PathLike) -> Any:
+def _check_deflated(path: str, budget: int) -> None:
+    """Inflates a deflated data set in bounded chunks, output discarded.
+
+    pydicom inflates the whole stream in one call, so a small file could
+    claim gigabytes. Files of other transfer syntaxes pass untouched.
+    """
+    import zlib
+
+    import pydicom
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+
+    with open(path, "rb") as f:
+        try:
+            read_preamble(f, False)
+            meta = _read_file_meta_info(f)
+            tsyntax = str(meta.get("TransferSyntaxUID", "") or "")
+        except Exception:
+            return  # dcmread reports the malformed file
+        if tsyntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
+            return
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        while not inflater.eof:
+            data = f.read(_INFLATE_CHUNK) or inflater.unconsumed_tail
+            if not data:
+                break
+            while data and not inflater.eof:
+                try:
+                    total += len(inflater.decompress(data, _INFLATE_CHUNK))
+                except zlib.error as err:
+                    raise DicomRejected(f"corrupt deflated data set ({err})") from err
+                if total > budget:
+                    raise DicomRejected(
+                        f"deflated data set inflates beyond {budget >> 20} MiB "
+                        "(decompression bomb; raise max_pixels to accept)"
+                    )
+                data = inflater.unconsumed_tail
+
+
+class _ClampedFile:
+    """A binary file whose ``read(n)`` never asks for more than the bytes left.
+
+    A corrupt element length (say 0xFFFFFFF0) makes pydicom call
+    ``read(length)``, and CPython allocates ``length`` bytes before reading
+    any. Clamping to the file's size keeps each read within the file.
+    """
+
+    def __init__(self, f: Any, size: int):
+        self._f = f
+        self._size = size
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return self._f.read()
+        return self._f.read(min(n, max(self._size - self._f.tell(), 0)))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def _open(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -354,19 +515,33 @@ def _open(path: str | os.PathLike) -> Any:
         info = os.stat(path)
     except OSError as err:
         raise DicomRejected(f"unreadable file: {err.strerror or err}") from err
+    except ValueError as err:  # e.g. an embedded NUL byte in the path
+        raise DicomRejected(f"invalid path ({_first_line(err)})") from err
     if stat.S_ISDIR(info.st_mode):
         raise DicomRejected("is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise DicomRejected("not a regular file")
     if info.st_size == 0:
         raise DicomRejected("empty file")
+    limit = 4 * max_pixels + _HEADER_SLACK
+    if info.st_size > limit:
+        raise DicomRejected(
+            f"file of {info.st_size >> 20} MiB exceeds the {limit >> 20} MiB "
+            f"an image of at most {max_pixels / 1e6:g} MP needs"
+        )
     try:
-        return pydicom.dcmread(path)
+        _check_deflated(path, 2 * max_pixels + _HEADER_SLACK)
+        with open(path, "rb") as f:
+            return pydicom.dcmread(_ClampedFile(f, info.st_size))
+    except DicomRejected:
+        raise
     except InvalidDicomError as err:
         raise DicomRejected("not a DICOM file (no 'DICM' preamble)") from err
+    except MemoryError as err:
+        raise DicomRejected("out of memory reading the file") from err
     except OSError as err:
         raise DicomRejected(f"unreadable file: {err.strerror or err}") from err
-    except (EOFError, MemoryError) as err:
+    except EOFError as err:
         raise DicomRejected("truncated file") from err
     except Exception as err:
         raise DicomRejected(f"malformed DICOM ({_first_line(err)})") from err
@@ -420,7 +595,7 @@ def read_mammogram(
 def _read(
     path: str | os.PathLike, mods: tuple[str, ...] | None, max_pixels: int
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    ds = _open(path)
+    ds = _open(path, max_pixels)
     try:
         geometry = _check_header(ds, mods, max_pixels)
         tsyntax = _check_transfer_syntax(ds, geometry)

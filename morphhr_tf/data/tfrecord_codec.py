@@ -60,7 +60,9 @@ def encode_png16(image: np.ndarray) -> bytes:
         raise ValueError(
             f"encode_png16 expects uint16 or float pixels. Received: dtype={arr.dtype}"
         )
-    return tf.io.encode_png(pixels[:, :, None]).numpy()
+    # Compression level 1: about 2x faster than the default (6) at 896 px for
+    # a ~3% larger file; the TFRecords are gzip-compressed on top.
+    return tf.io.encode_png(pixels[:, :, None], compression=1).numpy()
 
 
 def _bytes(value: str | bytes) -> tf.train.Feature:

@@ -20,7 +20,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from morphhr_tf import runtime
 from morphhr_tf.data import ImageRecord, load_source, patient_key
 from morphhr_tf.data import features as F
-from morphhr_tf.data.ingest import IngestExamples, run_ingest
+from morphhr_tf.data.ingest import (
+    IngestExamples,
+    image_keys_of,
+    redact_path,
+    run_ingest,
+)
 from morphhr_tf.data.tfrecord_codec import decode_image, parse_example
 
 SALT = "test-salt-7f3a9c"
@@ -60,7 +65,10 @@ def test_counts_add_up_and_rejects_have_reasons(ingested):
     assert sum(summary["per_label"].values()) == summary["ingested"]
     with open(os.path.join(out, "rejects.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["path"] for r in rows] == [os.path.relpath(broken, root)]
+    assert [r["path"] for r in rows] == [
+        redact_path(os.path.relpath(broken, root), None, SALT)
+    ]
+    assert rows[0]["image_key"] == image_keys_of(listing.records, SALT)[broken]
     assert rows[0]["reason"].startswith("truncated")
     assert json.load(open(os.path.join(out, "summary.json"))) == summary
 
