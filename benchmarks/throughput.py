@@ -1,0 +1,268 @@
+"""The cost of resolution: training throughput and peak memory of ResNet18 at
+S x S against MorphHR at S x S (a thin full-resolution front on a 224 base),
+measured in one run, plus achieved GFLOP/s against a measured matmul peak.
+
+    python benchmarks/throughput.py [--sizes 224 448 896] [--batch 4] [--steps 3]
+
+Every configuration runs in a fresh subprocess, so its peak resident memory
+(CPU: ``ru_maxrss``; GPU: ``tf.config.experimental.get_memory_info`` peak) is
+its own. Training FLOPs are counted from the convolution and dense layers'
+shapes (forward multiply-adds x 2, x 3 for forward + backward).
+Prints a table and the ratios MorphHR / ResNet18 at each S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def _forward_flops(model) -> float:
+    """Forward FLOPs per image of the model's Conv2D and Dense layers."""
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw, cin, _ = layer.kernel.shape
+            total += 2.0 * h * w * kh * kw * cin * cout
+        elif isinstance(layer, keras.layers.Dense):
+            cin, cout = layer.kernel.shape
+            total += 2.0 * cin * cout
+    return total
+
+
+def _build(kind: str, size: int, base_size: int, width: int, channels: int):
+    from morphhr_tf.models import build_morphhr, resnet18
+
+    if kind == "resnet18":
+        return resnet18((size, size, channels), width=width)
+    base = resnet18((base_size, base_size, channels), width=width)
+    return build_morphhr(base, size)
+
+
+def _peak_memory_mb() -> tuple[float, str]:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        info = tf.config.experimental.get_memory_info("GPU:0")
+        return info["peak"] / 2**20, "GPU peak"
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
+
+
+def worker(args) -> dict:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    if args.precision != "float32":
+        keras.mixed_precision.set_global_policy(args.precision)
+    model = _build(args.model, args.size, args.base_size, args.width, args.channels)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4),
+        loss=keras.losses.BinaryCrossentropy(),
+        jit_compile=False,
+    )
+    rng = np.random.default_rng(0)
+    x = tf.constant(
+        rng.uniform(size=(args.batch, args.size, args.size, args.channels)).astype(
+            "float32"
+        )
+    )
+    y = tf.constant(rng.integers(0, 2, size=(args.batch, 1)).astype("float32"))
+    model.train_on_batch(x, y)  # trace + warm-up
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = model.train_on_batch(x, y)
+    elapsed = time.perf_counter() - start
+    peak, what = _peak_memory_mb()
+    flops = 3.0 * _forward_flops(model)
+    images_per_s = args.batch * args.steps / elapsed
+    return {
+        "model": args.model,
+        "size": args.size,
+        "batch": args.batch,
+        "img_per_s": images_per_s,
+        "peak_mb": peak,
+        "memory_kind": what,
+        "train_gflop_per_img": flops / 1e9,
+        "achieved_gflops": flops * images_per_s / 1e9,
+        "params": int(model.count_params()),
+        "loss_finite": bool(np.isfinite(float(np.asarray(loss).ravel()[0]))),
+    }
+
+
+def matmul_peak_gflops(precision: str, n: int = 2048, seconds: float = 2.0) -> float:
+    """Measured dense matmul GFLOP/s in the compute dtype of the policy."""
+    import tensorflow as tf
+
+    dtype = (
+        tf.bfloat16
+        if "bfloat16" in precision
+        else (tf.float16 if "float16" in precision else tf.float32)
+    )
+    a = tf.random.uniform((n, n), dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    mm = tf.function(lambda m: tf.matmul(m, m))
+    mm(a).numpy()
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        mm(a).numpy()
+        reps += 1
+    return 2.0 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def input_pipeline_img_per_s(
+    tfrecords: str, size: int, batch: int, batches: int
+) -> float:
+    """Decoded, resized, augmented images/s from gzip TFRecords (training mode)."""
+    from morphhr_tf.training.input_pipeline import make_dataset
+
+    ds = make_dataset(
+        tfrecords, image_size=size, batch_size=batch, training=True,
+        balance="sample", augment=True, seed=0,
+    )  # fmt: skip
+    it = iter(ds)
+    next(it)  # build the pipeline, fill the prefetch buffer once
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def _synthetic_tfrecords(size: int) -> str:
+    """A small synthetic set ingested at `size` px, in a temp dir; its train glob."""
+    import tempfile
+
+    from morphhr_tf.data.ingest import run_ingest
+    from morphhr_tf.data.synthetic import generate
+
+    tmp = tempfile.mkdtemp(prefix="morphhr_throughput_")
+    generate(os.path.join(tmp, "raw"), patients=6, seed=0, rows=1024)
+    run_ingest(
+        "cbis_ddsm", os.path.join(tmp, "raw"), os.path.join(tmp, "tfr"),
+        size=size, eval_fraction=0.0, progress=False,
+    )  # fmt: skip
+    return os.path.join(tmp, "tfr", "Split-*", "*.gz")
+
+
+def _auto_precision() -> str:
+    from morphhr_tf.training.precision import select_precision
+
+    return select_precision("auto")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896])
+    p.add_argument("--base-size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--precision", default="auto")
+    p.add_argument(
+        "--tfrecords",
+        default=None,
+        help="gzip TFRecord glob for the input-pipeline measurement "
+        "(default: a small synthetic set ingested at the largest size)",
+    )
+    p.add_argument("--input-batches", type=int, default=20)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="resnet18", help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.precision == "auto":
+        args.precision = _auto_precision()
+
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return 0
+
+    rows = []
+    t0 = time.perf_counter()
+    for size in args.sizes:
+        for kind in ("resnet18", "morphhr"):
+            cmd = [
+                sys.executable, os.path.abspath(__file__), "--worker",
+                "--model", kind, "--size", str(size),
+                "--base-size", str(args.base_size), "--batch", str(args.batch),
+                "--steps", str(args.steps), "--width", str(args.width),
+                "--channels", str(args.channels), "--precision", args.precision,
+            ]  # fmt: skip
+            print(f"measuring {kind} at {size} px ...", file=sys.stderr, flush=True)
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            line = next(
+                (ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None
+            )
+            if out.returncode != 0 or line is None:
+                tail = (out.stderr or "").strip().splitlines()[-3:]
+                rows.append({"model": kind, "size": size, "error": " | ".join(tail)})
+                continue
+            rows.append(json.loads(line[len("RESULT ") :]))
+    peak = matmul_peak_gflops(args.precision)
+
+    print(
+        f"\nprecision={args.precision} batch={args.batch} width={args.width} "
+        f"channels={args.channels} base={args.base_size} steps={args.steps}; "
+        f"matmul peak {peak:.1f} GFLOP/s"
+    )
+    header = f"{'model':<10} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"
+    print(header)
+    print("-" * len(header))
+    by = {}
+    for r in rows:
+        if "error" in r:
+            print(f"{r['model']:<10} {r['size']:>5}  failed: {r['error']}")
+            continue
+        by[(r["model"], r["size"])] = r
+        print(
+            f"{r['model']:<10} {r['size']:>5} {r['img_per_s']:>8.2f} {r['peak_mb']:>9.0f} "
+            f"{r['train_gflop_per_img']:>10.2f} {r['achieved_gflops']:>8.1f} "
+            f"{100 * r['achieved_gflops'] / peak:>6.1f}%"
+        )
+    print("\nratios MorphHR / ResNet18 at the same S:")
+    for size in args.sizes:
+        a, b = by.get(("morphhr", size)), by.get(("resnet18", size))
+        if a and b:
+            print(
+                f"  S={size}: throughput x{a['img_per_s'] / b['img_per_s']:.2f}, "
+                f"peak memory x{a['peak_mb'] / b['peak_mb']:.2f} ({a['memory_kind']})"
+            )
+    print("\ninput pipeline (decode + area resize + augment) vs training consumption:")
+    tfrecords = args.tfrecords or _synthetic_tfrecords(max(args.sizes))
+    for size in args.sizes:
+        supply = input_pipeline_img_per_s(
+            tfrecords, size, args.batch, args.input_batches
+        )
+        demand = max(
+            (
+                r["img_per_s"]
+                for r in rows
+                if r.get("size") == size and "img_per_s" in r
+            ),
+            default=float("nan"),
+        )
+        print(
+            f"  S={size}: input {supply:.1f} img/s, fastest model consumes "
+            f"{demand:.2f} img/s -> input / consumption x{supply / demand:.1f}"
+        )
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The TFMA ``EvalConfig`` of the pipeline's Evaluator.
+
+The model is evaluated through its ``serving_default`` signature (serialized
+``tf.Example`` -> ``{"probability"}``), with the label and the slicing columns
+read from the same examples:
+
+- metrics: example count, AUC (TFMA's built-in ROC AUC), AUC-PR, precision and
+  recall at fixed thresholds, calibration (mean prediction / mean label),
+  calibration and confusion-matrix plots (the ROC curve is drawn from the
+  latter);
+- slices: overall, then by view, laterality and density;
+- blessing: overall AUC >= ``auc_lower_bound`` and no regression versus the
+  baseline (the last blessed model) beyond ``max_auc_regression``. The gate is
+  a per-slice threshold on the overall slice only (``MetricConfig.threshold``
+  would gate every slice); small slices are reported, never gated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
+
+from morphhr_tf.data import features as F
+
+DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
+
+
+def make_eval_config(
+    auc_lower_bound: float = 0.6,
+    *,
+    max_auc_regression: float = 1e-10,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    slice_features: Sequence[str] = F.SLICE_FEATURES,
+    signature_name: str = "serving_default",
+) -> tfma.EvalConfig:
+    """Builds the Evaluator's config.
+
+    Args:
+        auc_lower_bound: the overall AUC a model needs to be blessed.
+        max_auc_regression: how far the AUC may fall below the baseline's
+            (the last blessed model) and still be blessed.
+        thresholds: decision thresholds for precision and recall.
+        slice_features: feature keys sliced on, one at a time.
+        signature_name: the SavedModel signature TFMA calls.
+
+    Returns:
+        A ``tfma.EvalConfig``.
+
+    Raises:
+        ValueError: for a bound outside [0, 1], a negative regression or a
+            threshold outside (0, 1).
+    """
+    if not 0.0 <= auc_lower_bound <= 1.0:
+        raise ValueError(
+            f"auc_lower_bound must lie in [0, 1]. Received: {auc_lower_bound!r}"
+        )
+    if max_auc_regression < 0:
+        raise ValueError(
+            f"max_auc_regression must be >= 0. Received: {max_auc_regression!r}"
+        )
+    if any(not 0.0 < t < 1.0 for t in thresholds):
+        raise ValueError(f"thresholds must lie in (0, 1). Received: {list(thresholds)}")
+    at_thresholds = json.dumps({"thresholds": [float(t) for t in thresholds]})
+    auc_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": float(auc_lower_bound)}
+        ),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -float(max_auc_regression)},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=signature_name,
+                label_key=F.LABEL,
+                prediction_key=F.PROBABILITY,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in slice_features],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=[
+                            config_pb2.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()],
+                                threshold=auc_threshold,
+                            )
+                        ],
+                    ),
+                    tfma.MetricConfig(class_name="AUCPrecisionRecall"),
+                    tfma.MetricConfig(class_name="Precision", config=at_thresholds),
+                    tfma.MetricConfig(class_name="Recall", config=at_thresholds),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                    tfma.MetricConfig(class_name="Calibration"),
+                    tfma.MetricConfig(class_name="CalibrationPlot"),
+                    tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
+                ]
+            )
+        ],
+    )

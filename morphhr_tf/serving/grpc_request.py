@@ -1,0 +1,72 @@
+"""TF Serving gRPC ``PredictRequest`` protos for a DICOM file.
+
+Send with ``prediction_service_pb2_grpc.PredictionServiceStub(channel)
+.Predict(request, timeout)`` from ``tensorflow_serving.apis``; docs/deploy.md
+has a complete client.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+from morphhr_tf.serving import preprocess
+from morphhr_tf.serving.signatures import (
+    EXAMPLES_INPUT,
+    IMAGES_INPUT,
+    PNG_INPUT,
+    PREDICT_PNG,
+    SERVING_DEFAULT,
+    SIGNATURE_NAMES,
+)
+
+
+def predict_request(
+    dicom_path: str | os.PathLike,
+    *,
+    model_name: str = "morphhr",
+    signature: str = PREDICT_PNG,
+    version: int | None = None,
+    size: int = preprocess.DEFAULT_SIZE,
+    resize_mode: str = "square",
+) -> predict_pb2.PredictRequest:
+    """Builds a ``PredictRequest`` for one DICOM file.
+
+    Args:
+        dicom_path: the DICOM mammogram.
+        model_name: the name TF Serving serves the model under.
+        signature: ``predict_png``, ``predict_image`` or ``serving_default``.
+        version: a model version; ``None`` lets the server pick the latest.
+        size, resize_mode: preprocessing, as for :func:`rest_request`.
+
+    Returns:
+        The request; the response's ``outputs["probability"]`` holds [1, 1].
+
+    Raises:
+        ValueError: for an unknown signature.
+        morphhr_tf.data.DicomRejected: for a file ingestion would reject.
+    """
+    if signature not in SIGNATURE_NAMES:
+        raise ValueError(
+            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
+        )
+    pixels = preprocess.preprocess_dicom(dicom_path, size=size, resize_mode=resize_mode)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    if signature == PREDICT_PNG:
+        tensor = tf.make_tensor_proto([preprocess.png_bytes(pixels)], dtype=tf.string)
+        request.inputs[PNG_INPUT].CopyFrom(tensor)
+    elif signature == SERVING_DEFAULT:
+        tensor = tf.make_tensor_proto(
+            [preprocess.example_bytes(pixels)], dtype=tf.string
+        )
+        request.inputs[EXAMPLES_INPUT].CopyFrom(tensor)
+    else:
+        tensor = tf.make_tensor_proto(preprocess.image_array(pixels), dtype=tf.float32)
+        request.inputs[IMAGES_INPUT].CopyFrom(tensor)
+    return request

@@ -1,0 +1,71 @@
+"""DICOM file -> the 16-bit image ingestion would store, for serving clients.
+
+The same reader and preprocessing as :mod:`morphhr_tf.data.ingest` (crop to
+the breast, canonical orientation, resize, 16-bit quantization), so a file sent
+to the served model is seen exactly as the pipeline saw its training data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+import tensorflow as tf
+
+from morphhr_tf.data import features as F
+from morphhr_tf.data.dicom_reader import DEFAULT_MODALITIES, read_mammogram
+from morphhr_tf.data.preprocessing import MammogramPreprocessor
+from morphhr_tf.data.tfrecord_codec import encode_png16
+
+DEFAULT_SIZE = 896
+
+
+def preprocess_dicom(
+    path: str | os.PathLike,
+    *,
+    size: int = DEFAULT_SIZE,
+    resize_mode: str = "square",
+    modalities: Iterable[str] | None = DEFAULT_MODALITIES,
+) -> np.ndarray:
+    """Reads and preprocesses one DICOM mammogram.
+
+    Args:
+        path: the DICOM file.
+        size: output side in pixels (the ingest size, or the model's input
+            size: the model area-resizes whatever it receives).
+        resize_mode: ``square`` or ``pad``, as at ingestion.
+        modalities: accepted DICOM Modality values.
+
+    Returns:
+        ``uint16`` array of shape (size, size).
+
+    Raises:
+        morphhr_tf.data.DicomRejected: for a file ingestion would reject.
+    """
+    image, meta = read_mammogram(path, modalities=modalities)
+    return MammogramPreprocessor(size=size, resize_mode=resize_mode)(
+        image, meta.get("laterality", "")
+    )
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """16-bit PNG of a preprocessed image (what ``predict_png`` takes)."""
+    return encode_png16(pixels)
+
+
+def image_array(pixels: np.ndarray) -> np.ndarray:
+    """float32 [1, H, W, 1] in [0, 1] (what ``predict_image`` takes).
+
+    Decoded from the PNG exactly as the signatures decode it, so
+    ``predict_image`` and ``predict_png`` see identical pixels.
+    """
+    png = tf.io.decode_png(png_bytes(pixels), channels=1, dtype=tf.uint16)
+    return (tf.cast(png, tf.float32) / 65535.0).numpy()[None]
+
+
+def example_bytes(pixels: np.ndarray) -> bytes:
+    """A serialized ``tf.Example`` holding only the image (``serving_default``)."""
+    feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(pixels)]))
+    example = tf.train.Example(features=tf.train.Features(feature={F.IMAGE: feature}))
+    return example.SerializeToString()

@@ -1,0 +1,150 @@
+"""The Trainer's ``custom_config``, parsed into a validated dataclass.
+
+Every key is optional; the defaults are the CPU demo's. Keys:
+
+- ``model``: ``"morphhr"`` (two-stage MorphHR) or ``"resnet18"`` (plain
+  fine-tuning baseline at ``resolution``).
+- ``base_resolution`` / ``resolution``: the base network's input size S and the
+  final input size k * S (MorphHR); ``resnet18`` trains at ``resolution``.
+- ``width``: ResNet18 stem width (64 is the standard network).
+- ``front_channels`` / ``front_blocks``: the MorphHR full-resolution front.
+- ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
+  ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
+  ``train_args.num_steps``.
+- ``epochs``: how many Keras epochs those steps are split into (logging,
+  TensorBoard points).
+- ``batch_size``: global batch size (split over the replicas).
+- ``learning_rate``, ``morph_learning_rate`` (stage 2's peak learning rate;
+  0 means ``learning_rate``), ``trunk_lr_multiplier`` (stage 2: the base trunk
+  learns at ``morph_learning_rate * trunk_lr_multiplier``, the new front at
+  ``morph_learning_rate``), ``schedule`` (``cosine`` with warm-up, or ``constant``),
+  ``warmup_fraction``, ``weight_decay``.
+- ``pretrained``: ``""`` (none), a ``.weights.h5`` file for the base ResNet18,
+  a directory holding a keras-hub ``ResNetBackbone`` preset saved locally, or
+  ``"base_model"`` (warm start from the Trainer's ``base_model`` input).
+- ``precision``: ``auto``, ``float32``, ``mixed_float16``, ``mixed_bfloat16``.
+- ``strategy``: ``auto``, ``mirrored``, ``one_device``.
+- ``balance``: ``sample`` (class-balanced sampling), ``class_weight`` or
+  ``none``.
+- ``augment``: flips along the chest wall, small affine, intensity jitter.
+- ``seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from morphhr_tf.training.precision import PRECISIONS
+from morphhr_tf.training.strategy import STRATEGIES
+
+MODELS = ("morphhr", "resnet18")
+SCHEDULES = ("cosine", "constant")
+BALANCES = ("sample", "class_weight", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Validated training options (see the module docstring for each key)."""
+
+    model: str = "morphhr"
+    base_resolution: int = 64
+    resolution: int = 128
+    width: int = 16
+    front_channels: int = 8
+    front_blocks: int = 2
+    base_steps: int = 100
+    epochs: int = 2
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    morph_learning_rate: float = 0.0
+    trunk_lr_multiplier: float = 0.1
+    schedule: str = "cosine"
+    warmup_fraction: float = 0.05
+    weight_decay: float = 1e-4
+    pretrained: str = ""
+    precision: str = "auto"
+    strategy: str = "auto"
+    balance: str = "sample"
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, allowed in (
+            ("model", MODELS),
+            ("schedule", SCHEDULES),
+            ("balance", BALANCES),
+            ("precision", PRECISIONS),
+            ("strategy", STRATEGIES),
+        ):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {allowed}. Received: {name}={value!r}"
+                )
+        for name in ("base_resolution", "resolution", "width", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"{name} must be a positive integer. Received: {name}={value!r}"
+                )
+        if self.model == "morphhr" and self.resolution % self.base_resolution:
+            raise ValueError(
+                "resolution must be an integer multiple of base_resolution. "
+                f"Received: resolution={self.resolution}, "
+                f"base_resolution={self.base_resolution}"
+            )
+        if self.base_steps < 0:
+            raise ValueError(f"base_steps must be >= 0. Received: {self.base_steps}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(
+                "warmup_fraction must lie in [0, 1). "
+                f"Received: warmup_fraction={self.warmup_fraction}"
+            )
+        if (
+            self.learning_rate <= 0
+            or self.morph_learning_rate < 0
+            or self.trunk_lr_multiplier < 0
+        ):
+            raise ValueError(
+                "learning_rate must be > 0 and trunk_lr_multiplier >= 0. Received: "
+                f"learning_rate={self.learning_rate}, "
+                f"trunk_lr_multiplier={self.trunk_lr_multiplier}"
+            )
+
+    @property
+    def scale(self) -> int:
+        """k = resolution / base_resolution (1 for the ``resnet18`` baseline)."""
+        return self.resolution // self.base_resolution if self.model == "morphhr" else 1
+
+    @classmethod
+    def from_custom_config(cls, custom_config: dict[str, Any] | None) -> TrainingConfig:
+        """Builds the config from the Trainer's ``custom_config`` dict.
+
+        Raises:
+            ValueError: for an unknown key or an invalid value.
+        """
+        custom_config = dict(custom_config or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(custom_config) - set(known))
+        if unknown:
+            raise ValueError(
+                f"Unknown training option(s) {unknown}. Known: {sorted(known)}"
+            )
+        kwargs = {}
+        for key, value in custom_config.items():
+            default = known[key].default
+            # JSON round trips turn ints into floats and vice versa.
+            if isinstance(default, bool):
+                value = bool(value)
+            elif isinstance(default, int) and isinstance(value, float):
+                if value != int(value):
+                    raise ValueError(f"{key} must be an integer. Received: {value}")
+                value = int(value)
+            elif isinstance(default, float) and isinstance(value, int):
+                value = float(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

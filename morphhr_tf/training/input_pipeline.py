@@ -1,0 +1,213 @@
+"""``tf.data`` input pipeline over the gzip TFRecords the ExampleGen writes.
+
+Decoding goes through :mod:`morphhr_tf.data.tfrecord_codec` and
+:func:`resize_image`, which the serving signatures use too, so training and
+serving see the same pixels. Training adds class-balanced sampling (or class
+weights) and augmentation: up-down flips (the canonical orientation puts every
+breast against the same side, so left-right flips are not used), a small
+affine (rotation, scale, shift) and intensity jitter (gamma, contrast,
+brightness).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from morphhr_tf.data import features as F
+from morphhr_tf.data.tfrecord_codec import decode_image, parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Resizes a float32 [H, W, 1] (or [N, H, W, 1]) image to size x size.
+
+    Area interpolation (anti-aliased; for an integer factor k it is exactly
+    k x k average pooling, the downsampling MorphHR is defined with). An image
+    already at the target size passes through unchanged.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    shape = tf.shape(image)
+    h, w = shape[-3], shape[-2]
+    same = tf.logical_and(tf.equal(h, size), tf.equal(w, size))
+    return tf.cond(
+        same,
+        lambda: image,
+        lambda: tf.image.resize(image, [size, size], method="area"),
+    )
+
+
+def decode_and_resize(png: tf.Tensor, size: int) -> tf.Tensor:
+    """One PNG string -> float32 [size, size, 1] in [0, 1]."""
+    image = resize_image(decode_image(png), size)
+    return tf.ensure_shape(image, [size, size, 1])
+
+
+def _list_files(file_patterns: str | Sequence[str]) -> list[str]:
+    if isinstance(file_patterns, str):
+        file_patterns = [file_patterns]
+    files = sorted({f for p in file_patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise ValueError(f"No TFRecord files match {list(file_patterns)}")
+    return files
+
+
+def _records(files: list[str]) -> tf.data.Dataset:
+    return tf.data.TFRecordDataset(
+        files, compression_type="GZIP", num_parallel_reads=min(len(files), 4)
+    )
+
+
+def count_labels(file_patterns: str | Sequence[str]) -> tuple[int, int]:
+    """Counts (negatives, positives) without decoding images."""
+    spec = {F.LABEL: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    ds = _records(_list_files(file_patterns)).batch(512)
+    ds = ds.map(lambda s: tf.io.parse_example(s, spec)[F.LABEL])
+    neg = pos = 0
+    for labels in ds.as_numpy_iterator():
+        pos += int((labels == 1).sum())
+        neg += int((labels == 0).sum())
+    return neg, pos
+
+
+def _affine(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random rotation (+-6 deg), scale (0.93-1.07) and shift (+-4%)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    angle = tf.random.stateless_uniform([], seeds[0], -6.0, 6.0) * math.pi / 180.0
+    scale = tf.random.stateless_uniform([], seeds[1], 0.93, 1.07)
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    shift = tf.random.stateless_uniform([2], seeds[2], -0.04, 0.04) * size
+    c = (size - 1.0) / 2.0
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    # Output pixel (x, y) samples the input at M (x - c, y - c) + c - shift.
+    transform = tf.stack(
+        [
+            cos,
+            sin,
+            c - cos * c - sin * c - shift[0],
+            -sin,
+            cos,
+            c + sin * c - cos * c - shift[1],
+            0.0,
+            0.0,
+        ]
+    )
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=transform[None],
+        output_shape=tf.shape(image)[:2],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return out[0]
+
+
+def augment_image(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Augments one float32 [S, S, 1] image in [0, 1] (stateless, seeded).
+
+    Args:
+        image: the image.
+        seed: int32/int64 tensor of shape [2].
+
+    Returns:
+        The augmented image, same shape, values in [0, 1].
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
+    image = tf.image.stateless_random_flip_up_down(image, seeds[0])
+    image = _affine(image, seeds[1])
+    gamma = tf.exp(tf.random.stateless_uniform([], seeds[2], -0.15, 0.15))
+    image = tf.pow(tf.clip_by_value(image, 0.0, 1.0) + 1e-6, gamma)
+    contrast = tf.random.stateless_uniform([], seeds[3], 0.9, 1.1)
+    brightness = tf.random.stateless_uniform([], seeds[4], -0.03, 0.03)
+    image = (image - 0.5) * contrast + 0.5 + brightness
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def make_dataset(
+    file_patterns: str | Sequence[str],
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    balance: str = "none",
+    augment: bool = False,
+    seed: int = 0,
+    label_counts: tuple[int, int] | None = None,
+    drop_remainder: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(images [B, S, S, 1] float32, labels [B, 1] float32)``.
+
+    Args:
+        file_patterns: glob(s) of gzip TFRecord files (``fn_args.train_files``).
+        image_size: S; stored images are area-resized to S x S.
+        batch_size: global batch size.
+        training: shuffle, repeat forever, drop the last partial batch,
+            balance and augment. Otherwise one ordered pass.
+        balance: ``sample`` draws both classes with probability 1/2;
+            ``class_weight`` adds a third element, a per-example weight
+            ``n / (2 n_class)``; ``none`` leaves the data as it is.
+        augment: apply :func:`augment_image` (training only).
+        seed: shuffling and augmentation seed.
+        label_counts: (negatives, positives); counted when needed and absent.
+        drop_remainder: drop a last partial batch (default: ``training``).
+            Multi-replica validation needs it: Keras cannot split a batch
+            smaller than the replica count.
+
+    Returns:
+        A ``tf.data.Dataset``.
+
+    Raises:
+        ValueError: when no file matches, or balancing is asked for on a
+            split that holds a single class.
+    """
+    files = _list_files(file_patterns)
+    ds = _records(files)
+    if training:
+        ds = ds.shuffle(1024, seed=seed, reshuffle_each_iteration=True).repeat()
+
+    def parse(serialized):
+        ex = parse_example(serialized)
+        return ex[F.IMAGE], tf.cast(tf.reshape(ex[F.LABEL], [1]), tf.float32)
+
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
+    weights = None
+    if training and balance in ("sample", "class_weight"):
+        neg, pos = label_counts or count_labels(files)
+        if neg == 0 or pos == 0:
+            raise ValueError(
+                "Class balancing needs both classes in the training split. "
+                f"Received: negatives={neg}, positives={pos}"
+            )
+        if balance == "sample":
+            pos_ds = ds.filter(lambda png, y: y[0] > 0.5)
+            neg_ds = ds.filter(lambda png, y: y[0] <= 0.5)
+            ds = tf.data.Dataset.sample_from_datasets(
+                [neg_ds, pos_ds], weights=[0.5, 0.5], seed=seed
+            )
+        else:
+            total = float(neg + pos)
+            weights = (total / (2.0 * neg), total / (2.0 * pos))
+
+    def decode(png, label):
+        return decode_and_resize(png, image_size), label
+
+    ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
+    if training and augment:
+        ds = ds.enumerate().map(
+            lambda i, xy: (
+                augment_image(xy[0], tf.stack([tf.cast(seed, tf.int64), i])),
+                xy[1],
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
+    if weights is not None:
+        w_neg, w_pos = weights
+        ds = ds.map(lambda x, y: (x, y, tf.where(y[0] > 0.5, w_pos, w_neg)))
+    if drop_remainder is None:
+        drop_remainder = training
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(AUTOTUNE)

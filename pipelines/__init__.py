@@ -1,0 +1,1 @@
+"""TFX pipeline definition and its runners (penguin-template layout)."""

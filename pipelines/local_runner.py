@@ -1,0 +1,192 @@
+"""Runs the MorphHR pipeline locally: LocalDagRunner, sqlite ML Metadata.
+
+    python pipelines/local_runner.py
+
+with no arguments generates the embedded synthetic CBIS-DDSM-like data set (if
+absent) under ``./morphhr_work/``, runs DicomExampleGen -> Trainer (MorphHR) ->
+Evaluator -> Pusher on the ``cpu`` profile (about 15 minutes or less on 2 CPU
+cores) and prints a summary. Component caching is on: a rerun reuses finished
+work. Real data: ``--data-root DIR --source cbis_ddsm|rsna|vindr`` or
+``--source csv --manifest FILE``; ``--profile gpu`` for GPU-sized runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if __package__ in (None, ""):  # python pipelines/local_runner.py
+    sys.path.insert(0, _ROOT)
+    # Beam worker processes (multi-processing mode) import the package too.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p
+    )
+
+from morphhr_tf.runtime import beam_pipeline_args  # noqa: E402
+
+from tfx import v1 as tfx  # noqa: E402
+
+import morphhr_tf  # noqa: E402,F401  (runtime policy first)
+from pipelines import configs  # noqa: E402
+from pipelines import pipeline as pipeline_lib  # noqa: E402
+from pipelines.summary import format_summary, summarize  # noqa: E402
+
+SYNTHETIC_SEED = 0
+_SYNTHETIC_DONE = ".morphhr_synthetic.json"
+
+NODE_IDS = {
+    "example_gen": pipeline_lib.EXAMPLE_GEN,
+    "trainer": pipeline_lib.TRAINER,
+    "evaluator": pipeline_lib.EVALUATOR,
+    "pusher": pipeline_lib.PUSHER,
+}
+
+
+def ensure_synthetic_data(
+    data_root: str, *, patients: int, rows: int, seed: int = SYNTHETIC_SEED
+) -> dict:
+    """Generates the synthetic data set into ``data_root`` unless it is there.
+
+    A marker file records the generation arguments; a data set made with
+    other arguments is regenerated.
+    """
+    from morphhr_tf.data.synthetic import generate
+
+    marker = os.path.join(data_root, _SYNTHETIC_DONE)
+    wanted = {"patients": patients, "rows": rows, "seed": seed}
+    if os.path.exists(marker):
+        with open(marker) as f:
+            done = json.load(f)
+        if {k: done.get(k) for k in wanted} == wanted:
+            return done
+    info = generate(data_root, patients=patients, seed=seed, rows=rows)
+    info.update(wanted)
+    with open(marker, "w") as f:
+        json.dump(info, f, indent=2)
+    print(
+        f"Generated {info.get('images')} synthetic mammograms of {patients} patients "
+        f"({rows} px tall) in {info.get('seconds')} s under {data_root}"
+    )
+    return info
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the pipeline for parsed arguments; returns the summary dict."""
+    profile = configs.PROFILES[args.profile]
+    work_dir = os.path.abspath(args.work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    start = time.time()
+
+    source, manifest, data_root = args.source, args.manifest, args.data_root
+    if manifest:
+        source = "csv"
+    if not data_root and not manifest:
+        source = "cbis_ddsm"
+        data_root = os.path.join(work_dir, "data", "synthetic_cbis_ddsm")
+        ensure_synthetic_data(
+            data_root,
+            patients=args.patients or profile.synthetic_patients,
+            rows=args.synthetic_rows or profile.synthetic_image_size,
+        )
+
+    resolution = args.resolution or profile.resolution
+    base_resolution = args.base_resolution or profile.base_resolution
+    if args.model == "morphhr" and resolution % base_resolution:
+        raise SystemExit(
+            f"--resolution must be a multiple of the base resolution {base_resolution}. "
+            f"Received: {resolution}"
+        )
+    overrides = {"resolution": resolution, "base_resolution": base_resolution}
+    if args.base_steps is not None:
+        overrides["base_steps"] = args.base_steps
+    if args.width:
+        overrides["width"] = args.width
+    if args.model == "resnet18":
+        overrides["base_resolution"] = resolution
+    pipeline_name = args.pipeline_name
+    metadata_path = os.path.join(work_dir, "metadata.sqlite")
+    serving_model_dir = os.path.join(work_dir, "serving_model", pipeline_name)
+    pipeline = pipeline_lib.create_pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=os.path.join(work_dir, "pipeline_root", pipeline_name),
+        data_root=data_root or "",
+        serving_model_dir=serving_model_dir,
+        source=source,
+        manifest=manifest,
+        image_size=max(resolution, args.image_size or 0),
+        eval_fraction=(
+            args.eval_fraction
+            if args.eval_fraction is not None
+            else profile.eval_fraction
+        ),
+        train_steps=args.train_steps or profile.train_steps,
+        training_config=profile.training_config(args.model, **overrides),
+        auc_lower_bound=(
+            args.auc_lower_bound
+            if args.auc_lower_bound is not None
+            else profile.auc_lower_bound
+        ),
+        warm_start=args.warm_start,
+        enable_cache=not args.no_cache,
+        metadata_connection_config=(
+            tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+        ),
+        beam_pipeline_args=beam_pipeline_args(1),
+        ingest_beam_args=beam_pipeline_args(args.beam_workers or profile.beam_workers),
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    summary = summarize(
+        metadata_path,
+        pipeline_name,
+        node_ids=NODE_IDS,
+        roc_png=os.path.join(work_dir, "roc.png"),
+    )
+    summary["seconds"] = round(time.time() - start, 1)
+    print(format_summary(summary, seconds=summary["seconds"]))
+    return summary
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--work-dir", default=os.path.join(os.getcwd(), "morphhr_work"))
+    parser.add_argument("--data-root", default=None, help="real data set root")
+    parser.add_argument(
+        "--source", default="cbis_ddsm", choices=("cbis_ddsm", "csv", "rsna", "vindr")
+    )
+    parser.add_argument("--manifest", default=None, help="CSV manifest (source csv)")
+    parser.add_argument("--profile", default="cpu", choices=sorted(configs.PROFILES))
+    parser.add_argument("--model", default="morphhr", choices=("morphhr", "resnet18"))
+    parser.add_argument("--resolution", type=int, default=None)
+    parser.add_argument("--base-resolution", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None, help="stored size")
+    parser.add_argument("--width", type=int, default=None, help="ResNet18 width")
+    parser.add_argument("--base-steps", type=int, default=None)
+    parser.add_argument("--train-steps", type=int, default=None)
+    parser.add_argument("--patients", type=int, default=None, help="synthetic set")
+    parser.add_argument(
+        "--synthetic-rows", type=int, default=None, help="synthetic set"
+    )
+    parser.add_argument("--auc-lower-bound", type=float, default=None)
+    parser.add_argument("--eval-fraction", type=float, default=None)
+    parser.add_argument("--beam-workers", type=int, default=None)
+    parser.add_argument("--warm-start", action="store_true")
+    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    summary = run(parse_args(argv))
+    ok = summary.get("blessed") and summary.get("pushed")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

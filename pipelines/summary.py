@@ -1,0 +1,229 @@
+"""Reads a finished local pipeline run back from ML Metadata and summarizes it.
+
+Used by ``local_runner.py`` for its closing summary and by the end-to-end
+test: data counts, AUC overall and per slice, the blessing, where the pushed
+model, the TensorBoard logs and the ROC curve are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_metadata as mlmd
+from ml_metadata.proto import metadata_store_pb2
+
+from morphhr_tf.data import features as F
+
+_STATES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
+
+
+def open_store(metadata_path: str) -> mlmd.MetadataStore:
+    """An MLMD store on a sqlite file (read/write, as TFX opens it)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    )
+    return mlmd.MetadataStore(config)
+
+
+def node_executions(
+    store: mlmd.MetadataStore, pipeline_name: str, node_id: str
+) -> list[metadata_store_pb2.Execution]:
+    """Executions of one pipeline node, oldest first."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is None:
+        return []
+    return sorted(store.get_executions_by_context(context.id), key=lambda e: e.id)
+
+
+def execution_state(execution: metadata_store_pb2.Execution) -> str:
+    """``COMPLETE``, ``CACHED``, ``FAILED``, ..."""
+    return _STATES.get(execution.last_known_state, str(execution.last_known_state))
+
+
+def output_artifacts(
+    store: mlmd.MetadataStore, execution_id: int
+) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """``{output key: artifacts}`` of one execution."""
+    events = store.get_events_by_execution_ids([execution_id])
+    outputs = [
+        e
+        for e in events
+        if e.type
+        in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT)
+    ]
+    by_id = {
+        a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in outputs])
+    }
+    result: dict[str, list[metadata_store_pb2.Artifact]] = {}
+    for event in outputs:
+        key = event.path.steps[0].key if event.path.steps else ""
+        result.setdefault(key, []).append(by_id[event.artifact_id])
+    return result
+
+
+def latest_outputs(
+    store: mlmd.MetadataStore, pipeline_name: str, node_id: str
+) -> tuple[str, dict[str, list[metadata_store_pb2.Artifact]]]:
+    """(state, outputs) of a node's latest execution; ('', {}) if it never ran."""
+    executions = node_executions(store, pipeline_name, node_id)
+    if not executions:
+        return "", {}
+    last = executions[-1]
+    return execution_state(last), output_artifacts(store, last.id)
+
+
+def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
+    if name not in artifact.custom_properties:
+        return None
+    value = artifact.custom_properties[name]
+    return getattr(value, value.WhichOneof("value"))
+
+
+def load_candidate_result(eval_uri: str):
+    """The candidate model's ``tfma.EvalResult`` (with or without a baseline)."""
+    import tensorflow_model_analysis as tfma
+
+    # Evaluated against a baseline, the results are keyed by model name.
+    candidate = tfma.load_eval_result(eval_uri, model_name="candidate")
+    if candidate.slicing_metrics:
+        return candidate
+    return tfma.load_eval_result(eval_uri)
+
+
+def slice_aucs(eval_uri: str) -> dict[str, float]:
+    """``{slice name: AUC}`` of the candidate model in a TFMA evaluation."""
+    result = load_candidate_result(eval_uri)
+    aucs = {}
+    for slice_key, metrics in result.slicing_metrics:
+        name = (
+            "overall" if not slice_key else ", ".join(f"{k}={v}" for k, v in slice_key)
+        )
+        for outputs in metrics.values():
+            for sub in outputs.values():
+                if "auc" in sub:
+                    aucs[name] = float(sub["auc"].get("doubleValue", float("nan")))
+    return aucs
+
+
+def summarize(
+    metadata_path: str,
+    pipeline_name: str,
+    *,
+    node_ids: dict[str, str],
+    roc_png: str | None = None,
+) -> dict[str, Any]:
+    """Collects what the closing summary prints.
+
+    Args:
+        metadata_path: the sqlite MLMD file.
+        pipeline_name: the pipeline's name.
+        node_ids: ``{"example_gen"|"trainer"|"evaluator"|"pusher": node id}``.
+        roc_png: where to draw the overall ROC curve (``None``: no plot).
+
+    Returns:
+        A dict with ``states``, ``counts``, ``aucs``, ``blessed``, ``pushed``,
+        ``pushed_path``, ``tensorboard_dir``, ``training`` and ``roc_png``.
+    """
+    store = open_store(metadata_path)
+    summary: dict[str, Any] = {"states": {}}
+    outputs = {}
+    for role, node_id in node_ids.items():
+        state, outs = latest_outputs(store, pipeline_name, node_id)
+        summary["states"][node_id] = state
+        outputs[role] = outs
+
+    examples = (outputs.get("example_gen", {}).get("examples") or [None])[0]
+    if examples is not None:
+        names = json.loads(examples.properties["split_names"].string_value)
+        summary["counts"] = {
+            name: {
+                "examples": _prop(examples, f"num_examples_{name}"),
+                "positive": _prop(examples, f"num_positive_{name}"),
+            }
+            for name in names
+        }
+        summary["rejected"] = _prop(examples, "num_rejected")
+
+    model_run = (outputs.get("trainer", {}).get("model_run") or [None])[0]
+    if model_run is not None:
+        summary["tensorboard_dir"] = model_run.uri
+        path = os.path.join(model_run.uri, "training_summary.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                summary["training"] = json.load(f)
+
+    evaluation = (outputs.get("evaluator", {}).get("evaluation") or [None])[0]
+    blessing = (outputs.get("evaluator", {}).get("blessing") or [None])[0]
+    if evaluation is not None:
+        summary["aucs"] = slice_aucs(evaluation.uri)
+        summary["evaluation_uri"] = evaluation.uri
+        if roc_png:
+            from morphhr_tf.evaluation.roc_plot import plot_roc, roc_from_eval_result
+
+            result = load_candidate_result(evaluation.uri)
+            curves = {}
+            overall = summary["aucs"].get("overall", float("nan"))
+            curves[f"overall (AUC {overall:.3f})"] = roc_from_eval_result(result)
+            for view in ("CC", "MLO"):
+                key = ((F.VIEW, view),)
+                try:
+                    auc = summary["aucs"].get(f"{F.VIEW}={view}", float("nan"))
+                    curves[f"{view} (AUC {auc:.3f})"] = roc_from_eval_result(
+                        result, key
+                    )
+                except ValueError:
+                    pass
+            summary["roc_png"] = plot_roc(curves, roc_png, title="MorphHR, eval split")
+    if blessing is not None:
+        summary["blessed"] = bool(_prop(blessing, "blessed"))
+    pushed = (outputs.get("pusher", {}).get("pushed_model") or [None])[0]
+    if pushed is not None:
+        summary["pushed"] = bool(_prop(pushed, "pushed"))
+        summary["pushed_path"] = _prop(pushed, "pushed_destination")
+    return summary
+
+
+def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> str:
+    """The human-readable closing summary."""
+    lines = ["", "=" * 72, "MorphHR pipeline summary", "=" * 72]
+    if seconds is not None:
+        lines.append(f"wall time: {seconds / 60:.1f} min ({seconds:.0f} s)")
+    lines.append(
+        "components: "
+        + ", ".join(f"{k}={v or 'not run'}" for k, v in summary["states"].items())
+    )
+    for name, c in (summary.get("counts") or {}).items():
+        lines.append(
+            f"data {name:>5}: {c['examples']} images ({c['positive']} malignant)"
+        )
+    if summary.get("rejected") is not None:
+        lines.append(f"data rejected: {summary['rejected']}")
+    training = summary.get("training") or {}
+    if training:
+        parts = [f"precision={training.get('precision')}"]
+        for key in ("auc_base", "auc_before_morph", "auc_after_morph", "auc_final"):
+            if key in training:
+                parts.append(f"{key}={training[key]:.3f}")
+        if "train_seconds" in training:
+            parts.append(f"train_seconds={training['train_seconds']}")
+        lines.append("training: " + ", ".join(parts))
+    aucs = summary.get("aucs") or {}
+    for name in sorted(aucs, key=lambda n: (n != "overall", n)):
+        auc = aucs[name]
+        lines.append(f"eval AUC {name:<16} {auc:.3f}")
+    if "blessed" in summary:
+        lines.append(f"blessing: {'BLESSED' if summary['blessed'] else 'NOT BLESSED'}")
+    if "pushed" in summary:
+        lines.append(
+            f"pushed: {'PUSHED to ' + str(summary['pushed_path']) if summary['pushed'] else 'not pushed'}"
+        )
+    if summary.get("tensorboard_dir"):
+        lines.append(f"TensorBoard: tensorboard --logdir {summary['tensorboard_dir']}")
+    if summary.get("roc_png"):
+        lines.append(f"ROC curve: {summary['roc_png']}")
+    lines.append("=" * 72)
+    return "\n".join(lines)

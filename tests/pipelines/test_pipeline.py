@@ -1,0 +1,61 @@
+import json
+
+from tfx import v1 as tfx
+
+from pipelines import pipeline as pipeline_lib
+
+
+def _pipeline(tmp_path, **kwargs):
+    return pipeline_lib.create_pipeline(
+        pipeline_name="t",
+        pipeline_root=str(tmp_path / "root"),
+        data_root=str(tmp_path / "data"),
+        serving_model_dir=str(tmp_path / "serving"),
+        **kwargs,
+    )
+
+
+def test_create_pipeline_wires_the_components(tmp_path):
+    p = _pipeline(tmp_path, training_config={"model": "morphhr"}, auc_lower_bound=0.55)
+    assert isinstance(p, tfx.dsl.Pipeline)
+    ids = {c.id for c in p.components}
+    assert ids == {
+        pipeline_lib.EXAMPLE_GEN,
+        pipeline_lib.TRAINER,
+        pipeline_lib.BASELINE_RESOLVER,
+        pipeline_lib.EVALUATOR,
+        pipeline_lib.PUSHER,
+    }
+    comps = {c.id: c for c in p.components}
+    trainer = comps[pipeline_lib.TRAINER]
+    assert trainer.exec_properties["run_fn"] == pipeline_lib.RUN_FN
+    assert '"model": "morphhr"' in trainer.exec_properties["custom_config"]
+    evaluator = comps[pipeline_lib.EVALUATOR]
+    assert "baseline_model" in evaluator.inputs
+    config = json.loads(evaluator.exec_properties["eval_config"])
+    assert config["model_specs"][0]["signature_name"] == "serving_default"
+    (auc,) = [
+        m for m in config["metrics_specs"][0]["metrics"] if m["class_name"] == "AUC"
+    ]
+    (gate,) = auc["per_slice_thresholds"]
+    assert gate["slicing_specs"] == [{}]  # the overall slice only
+    assert gate["threshold"]["value_threshold"]["lower_bound"] == 0.55
+    assert gate["threshold"]["change_threshold"]["direction"] == "HIGHER_IS_BETTER"
+    assert [s.get("feature_keys") for s in config["slicing_specs"]] == [
+        None,
+        ["view"],
+        ["laterality"],
+        ["density"],
+    ]
+    pusher = comps[pipeline_lib.PUSHER]
+    assert str(tmp_path / "serving") in pusher.exec_properties["push_destination"]
+    assert p.enable_cache
+
+
+def test_warm_start_feeds_the_latest_model_to_the_trainer(tmp_path):
+    p = _pipeline(tmp_path, warm_start=True)
+    comps = {c.id: c for c in p.components}
+    assert pipeline_lib.WARM_START_RESOLVER in comps
+    trainer = comps[pipeline_lib.TRAINER]
+    assert "base_model" in trainer.inputs
+    assert '"pretrained": "base_model"' in trainer.exec_properties["custom_config"]

@@ -1,0 +1,33 @@
+"""A tiny exported MorphHR SavedModel and synthetic DICOM files."""
+
+import glob
+
+import keras
+import pytest
+
+from morphhr_tf.models import build_morphhr, resnet18
+from morphhr_tf.training.export import export_serving_model
+
+INPUT_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(tmp_path_factory):
+    """A randomly initialized MorphHR (32 -> 64 px), exported like the Trainer does."""
+    keras.utils.set_random_seed(0)
+    base = resnet18((INPUT_SIZE // 2, INPUT_SIZE // 2, 1), width=4)
+    model = build_morphhr(base, INPUT_SIZE, front_channels=4, seed=0)
+    path = str(tmp_path_factory.mktemp("model") / "Format-Serving")
+    return export_serving_model(model, path, INPUT_SIZE)
+
+
+@pytest.fixture(scope="session")
+def dicom_files(tmp_path_factory):
+    """Full-field synthetic mammograms (DICOM), 128 px tall."""
+    from morphhr_tf.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("dicom")
+    generate(str(root), patients=1, seed=0, rows=128, rois=False)
+    files = sorted(glob.glob(str(root / "**" / "*.dcm"), recursive=True))
+    assert files, "the synthetic generator wrote no DICOM files"
+    return files

@@ -1,0 +1,36 @@
+import pytest
+
+from morphhr_tf.training.config import TrainingConfig
+
+
+def test_defaults_and_json_number_coercion():
+    config = TrainingConfig.from_custom_config(
+        {"resolution": 256.0, "base_resolution": 128, "learning_rate": 1, "augment": 0}
+    )
+    assert config.resolution == 256 and isinstance(config.resolution, int)
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.augment is False
+    assert config.scale == 2
+    assert TrainingConfig.from_custom_config(None) == TrainingConfig()
+
+
+def test_resnet18_scale_is_one():
+    assert TrainingConfig(model="resnet18", resolution=100).scale == 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"modell": "morphhr"}, "modell"),
+        ({"model": "vgg"}, "vgg"),
+        ({"resolution": 100, "base_resolution": 64}, "multiple"),
+        ({"precision": "fp8"}, "fp8"),
+        ({"strategy": "tpu"}, "tpu"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"resolution": 64.5}, "integer"),
+        ({"warmup_fraction": 1.0}, "warmup_fraction"),
+    ],
+)
+def test_invalid_options_are_refused_with_the_value(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig.from_custom_config(options)

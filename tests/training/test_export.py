@@ -1,0 +1,45 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from morphhr_tf.models import build_morphhr, resnet18
+from morphhr_tf.serving.signatures import SIGNATURE_NAMES
+from morphhr_tf.training.export import export_serving_model, float32_copy
+
+
+def _mixed_morphhr():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        base = resnet18((32, 32, 1), width=4)
+        return build_morphhr(base, 64, front_channels=4)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_float32_copy_computes_in_float32_with_the_same_weights():
+    model = _mixed_morphhr()
+    assert any(layer.compute_dtype == "bfloat16" for layer in model.layers)
+    copy = float32_copy(model)
+    assert {layer.compute_dtype for layer in copy.layers} == {"float32"}
+    for a, b in zip(model.weights, copy.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    x = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+    y_mixed = np.asarray(model(x, training=False), np.float32)
+    y_32 = np.asarray(copy(x, training=False))
+    assert y_32.dtype == np.float32
+    np.testing.assert_allclose(y_32, y_mixed, atol=3e-2)
+
+
+def test_exported_saved_model_is_float32_with_three_signatures(tmp_path):
+    model = _mixed_morphhr()
+    path = export_serving_model(model, str(tmp_path / "Format-Serving"), 64)
+    loaded = tf.saved_model.load(path)
+    assert set(SIGNATURE_NAMES) <= set(loaded.signatures)
+    assert int(loaded.input_size.numpy()) == 64
+    graph = loaded.signatures["predict_image"].graph.as_graph_def()
+    ops = [n for n in graph.node] + [
+        n for f in graph.library.function for n in f.node_def
+    ]
+    dtypes = {n.attr["T"].type for n in ops if "T" in n.attr}
+    assert tf.bfloat16.as_datatype_enum not in dtypes

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from morphhr_tf.training.input_pipeline import (
+    augment_image,
+    count_labels,
+    make_dataset,
+    resize_image,
+)
+
+
+def test_area_resize_is_average_pooling_for_integer_factors():
+    x = np.random.default_rng(0).random((1, 8, 8, 1)).astype(np.float32)
+    expected = x.reshape(1, 4, 2, 4, 2, 1).mean(axis=(2, 4))
+    np.testing.assert_allclose(resize_image(x, 4).numpy(), expected, atol=1e-6)
+    np.testing.assert_array_equal(resize_image(x, 8).numpy(), x)
+
+
+def test_count_labels(tiny_splits):
+    assert count_labels(tiny_splits["train"]) == (16, 8)
+    assert count_labels(tiny_splits["eval"]) == (8, 4)
+
+
+def test_eval_dataset_is_one_ordered_pass(tiny_splits):
+    ds = make_dataset(tiny_splits["eval"], image_size=32, batch_size=5, training=False)
+    batches = list(ds)
+    assert [int(b[0].shape[0]) for b in batches] == [5, 5, 2]
+    assert batches[0][0].shape[1:] == (32, 32, 1)
+    assert batches[0][0].dtype == tf.float32
+    labels = np.concatenate([b[1].numpy().ravel() for b in batches])
+    np.testing.assert_array_equal(labels, [1, 0, 0] * 4)
+
+
+def test_balanced_sampling_draws_both_classes_equally(tiny_splits):
+    ds = make_dataset(
+        tiny_splits["train"],
+        image_size=32,
+        batch_size=50,
+        training=True,
+        balance="sample",
+        augment=True,
+        seed=3,
+    )
+    images, labels = next(iter(ds.take(1)))
+    assert images.shape == (50, 32, 32, 1)
+    assert 0.3 < float(tf.reduce_mean(labels)) < 0.7  # the data hold 1/3 positives
+    assert float(tf.reduce_min(images)) >= 0.0 and float(tf.reduce_max(images)) <= 1.0
+
+
+def test_class_weights_balance_the_loss(tiny_splits):
+    ds = make_dataset(
+        tiny_splits["train"],
+        image_size=32,
+        batch_size=24,
+        training=True,
+        balance="class_weight",
+    )
+    _, labels, weights = next(iter(ds))
+    labels, weights = labels.numpy().ravel(), weights.numpy()
+    # 16 negatives, 8 positives: w = n / (2 n_class)
+    np.testing.assert_allclose(weights[labels == 1], 24 / 16)
+    np.testing.assert_allclose(weights[labels == 0], 24 / 32)
+
+
+def test_balancing_a_single_class_split_is_refused(tiny_splits):
+    with pytest.raises(ValueError, match="positives=0"):
+        make_dataset(
+            tiny_splits["train"],
+            image_size=32,
+            batch_size=4,
+            training=True,
+            balance="sample",
+            label_counts=(10, 0),
+        )
+
+
+def test_augmentation_is_seeded_small_and_in_range():
+    image = tf.random.stateless_uniform([64, 64, 1], seed=[1, 2])
+    a = augment_image(image, tf.constant([0, 1]))
+    b = augment_image(image, tf.constant([0, 1]))
+    c = augment_image(image, tf.constant([0, 2]))
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert a.shape == image.shape
+    assert float(tf.reduce_max(tf.abs(a - c))) > 0.0
+    assert 0.0 <= float(tf.reduce_min(a)) and float(tf.reduce_max(a)) <= 1.0
+
+
+def test_missing_files_are_reported(tmp_path):
+    with pytest.raises(ValueError, match="No TFRecord"):
+        make_dataset(str(tmp_path / "*.gz"), image_size=8, batch_size=1, training=False)

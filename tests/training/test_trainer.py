@@ -1,0 +1,77 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from morphhr_tf.training import trainer
+
+
+class FnArgs:
+    def __init__(self, splits, out, custom_config, steps=3, base_model=None):
+        self.custom_config = custom_config
+        self.train_steps = steps
+        self.train_files = [splits["train"]]
+        self.eval_files = [splits["eval"]]
+        self.serving_model_dir = os.path.join(out, "model", "Format-Serving")
+        self.model_run_dir = os.path.join(out, "model_run")
+        self.base_model = base_model
+
+
+TINY = dict(base_resolution=32, resolution=64, width=4, epochs=1, batch_size=4)
+
+
+def _summary(args):
+    with open(os.path.join(args.model_run_dir, trainer.SUMMARY_FILE)) as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_morphhr_run_fn_trains_both_stages_and_exports(tiny_splits, tmp_path):
+    args = FnArgs(tiny_splits, str(tmp_path), dict(TINY, model="morphhr", base_steps=3))
+    trainer.run_fn(args)
+    summary = _summary(args)
+    assert summary["precision"] in ("mixed_bfloat16", "float32", "mixed_float16")
+    assert summary["auc_before_morph"] == pytest.approx(summary["auc_after_morph"])
+    assert summary["max_abs_diff_at_morph"] < 1e-5
+    assert 0.0 <= summary["auc_final"] <= 1.0
+    assert len(summary["stage1_history"]["loss"]) == 1
+    assert os.path.exists(os.path.join(args.serving_model_dir, "saved_model.pb"))
+    assert os.path.exists(trainer.keras_model_path(args.serving_model_dir))
+    events = tf.io.gfile.glob(os.path.join(args.model_run_dir, "*", "*", "events*"))
+    assert events, "no TensorBoard event files"
+    loaded = tf.saved_model.load(args.serving_model_dir)
+    probability = loaded.signatures["predict_image"](images=tf.zeros([2, 64, 64, 1]))
+    assert probability["probability"].shape == (2, 1)
+
+
+@pytest.mark.slow
+def test_baseline_and_warm_start(tiny_splits, tmp_path):
+    first = FnArgs(tiny_splits, str(tmp_path / "a"), dict(TINY, model="resnet18"))
+    trainer.run_fn(first)
+    assert "auc_after_morph" not in _summary(first)
+    second = FnArgs(
+        tiny_splits,
+        str(tmp_path / "b"),
+        dict(TINY, model="resnet18", pretrained="base_model"),
+        base_model=first.serving_model_dir,
+    )
+    trainer.run_fn(second)
+    summary = _summary(second)
+    assert "auc_warm_start" in summary
+    x = np.random.default_rng(0).random((1, 64, 64, 1)).astype(np.float32)
+    a = tf.saved_model.load(first.serving_model_dir).signatures["predict_image"]
+    b = tf.saved_model.load(second.serving_model_dir).signatures["predict_image"]
+    # Warm-started weights moved away from the first model's, but started there.
+    assert a(images=x)["probability"].shape == b(images=x)["probability"].shape
+
+
+def test_pretrained_path_of_unknown_kind_is_refused(tiny_splits, tmp_path):
+    args = FnArgs(
+        tiny_splits,
+        str(tmp_path),
+        dict(TINY, model="morphhr", pretrained="weights.bin"),
+    )
+    with pytest.raises(ValueError, match="weights.bin"):
+        trainer.run_fn(args)
