@@ -73,7 +73,7 @@ PROFILES = {
         batch_size=16,
         learning_rate=2e-3,
         morph_learning_rate=5e-4,
-        auc_lower_bound=0.5,
+        auc_lower_bound=0.65,
         eval_fraction=0.25,
         beam_workers=2,
     ),

@@ -27,6 +27,12 @@ from scipy import fft as sfft
 BREAST_HEIGHT_MM = 204.8  # detector height the default matrix covers
 ASPECT = 0.8125  # columns / rows (2048 x 1664 by default)
 DENSITY_BIAS = {"1": -1.3, "2": -0.5, "3": 0.25, "4": 1.0}
+# Lesion contrasts (added intensity, image in [0, 1]). Calcifications are the
+# densest structures in a mammogram: fine malignant specks (0.15-0.5 mm, in
+# tight clusters) are drawn at 0.5-0.8 and survive only at high resolution;
+# coarse benign ones (1-2.5 mm, scattered) at 0.5 and are visible at any size.
+MALIGNANT_MASS_CONTRAST = 0.3
+BENIGN_MASS_CONTRAST = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +261,7 @@ def render_mammogram(
 
 def _draw_mass(rng, image, geo, spacing, finding, draw):
     malignant = finding.malignant
-    radius_mm = rng.uniform(4.0, 10.0) if malignant else rng.uniform(3.0, 12.0)
+    radius_mm = rng.uniform(5.0, 12.0) if malignant else rng.uniform(3.0, 12.0)
     rp = radius_mm / spacing
     cr, cc = geo.sample_point(rng, 0.6, min_c_frac=0.2)
     reach = rp * (3.6 if malignant else 1.6)
@@ -288,7 +294,8 @@ def _draw_mass(rng, image, geo, spacing, finding, draw):
                 spic,
                 on * np.clip(1.0 - across / np.maximum(taper, 0.3), 0, 1) * (1 - t),
             )
-        patch = 0.2 * body + 0.12 * spic * (1 - body)
+        # High density and spiculated: the two classic signs of malignancy.
+        patch = MALIGNANT_MASS_CONTRAST * body + 0.2 * spic * (1 - body)
     else:
         aspect = rng.uniform(0.7, 1.0)
         angle = rng.uniform(0, np.pi)
@@ -296,7 +303,10 @@ def _draw_mass(rng, image, geo, spacing, finding, draw):
         v = -xx * np.sin(angle) + yy * np.cos(angle)
         d = np.sqrt((u / rp) ** 2 + (v / (rp * aspect)) ** 2)
         edge = max(0.8 / spacing, 0.8) / rp
-        patch = 0.16 / (1.0 + np.exp(np.clip((d - 1.0) / edge, -50, 50)))
+        # Circumscribed and about iso-dense with the surrounding tissue.
+        patch = BENIGN_MASS_CONTRAST / (
+            1.0 + np.exp(np.clip((d - 1.0) / edge, -50, 50))
+        )
     if draw:
         image[r0:r1, c0:c1] += patch.astype(np.float32)
     return RenderedFinding("mass", malignant, (cr, cc), rp)
@@ -306,8 +316,8 @@ def _draw_calcs(rng, image, geo, spacing, finding, draw):
     specks = []
     if finding.malignant:
         cr, cc = geo.sample_point(rng, 0.6, min_c_frac=0.2)
-        cluster_mm = rng.uniform(2.0, 5.0)
-        n = int(rng.integers(6, 21))
+        cluster_mm = rng.uniform(3.0, 8.0)
+        n = int(rng.integers(12, 31))
         for _ in range(n):
             rad = cluster_mm * np.sqrt(rng.uniform(0, 1))
             ang = rng.uniform(0, 2 * np.pi)
@@ -317,7 +327,7 @@ def _draw_calcs(rng, image, geo, spacing, finding, draw):
                     cc + rad * np.cos(ang) / spacing,
                     rng.uniform(0.15, 0.5) / spacing,
                     rng.uniform(1.0, 3.0),
-                    rng.uniform(0.3, 0.5),
+                    rng.uniform(0.5, 0.8),
                 )
             )
         radius = cluster_mm / spacing
@@ -327,7 +337,7 @@ def _draw_calcs(rng, image, geo, spacing, finding, draw):
         for _ in range(n):
             sr, sc = geo.sample_point(rng, 0.85)
             specks.append(
-                (sr, sc, rng.uniform(1.0, 2.5) / spacing, rng.uniform(1.0, 1.4), 0.3)
+                (sr, sc, rng.uniform(1.0, 2.5) / spacing, rng.uniform(1.0, 1.4), 0.5)
             )
         radius = 2.5 / spacing
     for sr, sc, diam, elong, amp in specks:
