@@ -8,11 +8,19 @@ Evaluator -> Pusher on the ``cpu`` profile (about 15 minutes or less on 2 CPU
 cores) and prints a summary. Component caching is on: a rerun reuses finished
 work. Real data: ``--data-root DIR --source cbis_ddsm|rsna|vindr`` or
 ``--source csv --manifest FILE``; ``--profile gpu`` for GPU-sized runs.
+
+Layout of ``--work-dir``: ``pipeline_root/<pipeline>/`` (the artifacts),
+``metadata.sqlite`` (ML Metadata), ``serving_model/<pipeline>/`` (pushed
+models) and ``private/`` (``rejects_private.csv``: the map from the redacted
+rejects back to the real files, which names patients; it lies outside the
+pipeline root and is never an artifact, see ``docs/privacy.md``). The salt
+of the patient keys is read from ``$MORPHHR_SALT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -31,11 +39,13 @@ from morphhr_tf.runtime import beam_pipeline_args  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 import morphhr_tf  # noqa: E402,F401  (runtime policy first)
+from components.dicom_example_gen.executor import PRIVATE_DIR_ENV  # noqa: E402
 from pipelines import configs  # noqa: E402
 from pipelines import pipeline as pipeline_lib  # noqa: E402
 from pipelines.summary import format_summary, summarize  # noqa: E402
 
 SYNTHETIC_SEED = 0
+PRIVATE_DIR = "private"  # under --work-dir, outside the pipeline root
 _SYNTHETIC_DONE = ".morphhr_synthetic.json"
 
 NODE_IDS = {
@@ -72,6 +82,20 @@ def ensure_synthetic_data(
         f"({rows} px tall) in {info.get('seconds')} s under {data_root}"
     )
     return info
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str):
+    """Sets one environment variable for the duration of the block."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -138,7 +162,12 @@ def run(args: argparse.Namespace) -> dict:
         beam_pipeline_args=beam_pipeline_args(1),
         ingest_beam_args=beam_pipeline_args(args.beam_workers or profile.beam_workers),
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    # Read by the DicomExampleGen executor (which refuses a folder inside the
+    # pipeline root); not a component parameter, so the cache key and the
+    # pipeline definition do not depend on it.
+    private_dir = os.environ.get(PRIVATE_DIR_ENV) or os.path.join(work_dir, PRIVATE_DIR)
+    with _environ(PRIVATE_DIR_ENV, private_dir):
+        tfx.orchestration.LocalDagRunner().run(pipeline)
     summary = summarize(
         metadata_path,
         pipeline_name,

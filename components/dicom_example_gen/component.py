@@ -11,11 +11,14 @@ adapter lists:
   serialized ``tf.Example``; ``split_names`` and ``file_format`` are set, and
   custom properties hold the counts (``num_examples_<split>``,
   ``num_positive_<split>``, ``num_rejected``).
-- ``rejects`` (``IngestRejects``): ``rejects.csv`` (path, reason) and
+- ``rejects`` (``IngestRejects``): ``rejects.csv`` (``image_key,path,reason``,
+  redacted: no real path, no patient id; see ``docs/privacy.md``) and
   ``summary.json``; the same counts as custom properties.
 
 Splits are patient-level and deterministic (a hash of the salted patient
 key); official test splits are kept and eval is carved from train by patient.
+The salt is read by the executor from ``$MORPHHR_SALT`` and is deliberately
+not a parameter: execution properties are stored in ML Metadata.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class DicomExampleGenSpec(FileBasedExampleGenSpec):
         "resize_mode": ExecutionParameter(type=str),
         "eval_fraction": ExecutionParameter(type=float),
         "test_fraction": ExecutionParameter(type=float),
-        "salt": ExecutionParameter(type=str, optional=True),
+        "private_dir": ExecutionParameter(type=str, optional=True),
     }
     OUTPUTS = {
         **FileBasedExampleGenSpec.OUTPUTS,
@@ -76,17 +79,22 @@ class DicomExampleGen(FileBasedExampleGen):
         test_fraction: fraction of the patients without an official split
             sent to test (``Split-test/`` exists when this is > 0 or the
             source has an official test split).
-        salt: the de-identification salt of patient and image keys; ``None``
-            uses ``$MORPHHR_SALT`` or the development salt
-            (:func:`morphhr_tf.data.deid.resolve_salt`). Changing it changes
-            the keys and so the patient split.
+        salt: must stay ``None``. The de-identification salt is read by the
+            executor from ``$MORPHHR_SALT`` (else the development salt, see
+            :func:`morphhr_tf.data.deid.resolve_salt`), never passed here:
+            component parameters are stored in ML Metadata. Changing it
+            changes the keys and so the patient split.
+        private_dir: a folder outside the pipeline root for
+            ``rejects_private.csv``, the map from the redacted rejects back to
+            the real files (``None``: ``$MORPHHR_PRIVATE_DIR``, else not
+            written). The executor refuses one inside the pipeline root.
         fingerprint_pattern: glob under ``input_base`` whose files' sizes and
             modification times decide whether a cached run is reused (default:
             the manifest for ``csv``, else every top-level entry).
 
     Raises:
-        ValueError: for an unknown source or resize mode, or a missing
-            manifest.
+        ValueError: for an unknown source or resize mode, a missing
+            manifest, or a salt given as a parameter.
 
     Example:
 
@@ -109,8 +117,16 @@ class DicomExampleGen(FileBasedExampleGen):
         eval_fraction: float = 0.2,
         test_fraction: float = 0.0,
         salt: str | None = None,
+        private_dir: str | None = None,
         fingerprint_pattern: str | None = None,
     ):
+        if salt:
+            raise ValueError(
+                "The de-identification salt must not be a component parameter "
+                "(execution properties are stored in ML Metadata); set "
+                "$MORPHHR_SALT in the executor's environment instead. Received: "
+                "salt=<a value, not shown>"
+            )
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}. Received: {source!r}")
         if resize_mode not in RESIZE_MODES:
@@ -149,7 +165,7 @@ class DicomExampleGen(FileBasedExampleGen):
             resize_mode=resize_mode,
             eval_fraction=float(eval_fraction),
             test_fraction=float(test_fraction),
-            salt=salt,
+            private_dir=private_dir,
             examples=types.Channel(type=standard_artifacts.Examples),
             rejects=types.Channel(type=IngestRejects),
         )

@@ -15,9 +15,18 @@ from tfx.utils import proto_utils
 
 from components.dicom_example_gen import DicomExampleGen, IngestRejects
 from components.dicom_example_gen import executor as executor_lib
+from morphhr_tf.data.ingest import PRIVATE_REJECTS_FILE, REJECT_COLUMNS, redact_path
 from morphhr_tf.data.synthetic import generate
 
 SIZE = 32
+SALT = "component-test-salt"
+
+
+@pytest.fixture(autouse=True)
+def _salt(monkeypatch):
+    """The executor reads the salt from the environment, never a property."""
+    monkeypatch.setenv("MORPHHR_SALT", SALT)
+    monkeypatch.delenv(executor_lib.PRIVATE_DIR_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +57,19 @@ def _exec_properties(root, **overrides):
         "resize_mode": "square",
         "eval_fraction": 0.3,
         "test_fraction": 0.0,
-        "salt": "test-salt",
+        "private_dir": None,
     }
     props.update(overrides)
     return props
 
 
 def _run(tmp_path, props):
+    """Runs the executor with outputs in TFX's layout <root>/<node>/<key>/<id>."""
+    node = tmp_path / "pipeline_root" / "DicomExampleGen"
     examples = standard_artifacts.Examples()
-    examples.uri = str(tmp_path / "examples")
+    examples.uri = str(node / "examples" / "1")
     rejects = IngestRejects()
-    rejects.uri = str(tmp_path / "rejects")
+    rejects.uri = str(node / "rejects" / "1")
     executor = executor_lib.Executor(
         executor_lib.Executor.Context(
             beam_pipeline_args=beam_pipeline_args(1), tmp_dir=str(tmp_path / "tmp")
@@ -104,14 +115,42 @@ def test_executor_writes_patient_splits_rejects_and_counts(cbis_root, tmp_path):
         examples.get_int_custom_property("num_rejected")
     )
 
-    with open(os.path.join(rejects.uri, "rejects.csv")) as f:
-        rows = list(csv.DictReader(f))
-    assert victim in {r["path"] for r in rows}
+    with open(os.path.join(rejects.uri, "rejects.csv"), newline="") as f:
+        text = f.read()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert text.splitlines()[0] == ",".join(REJECT_COLUMNS)
+    # The victim is reported by its redacted path, never its real one.
+    by_path = {r["path"]: r for r in rows}
+    assert redact_path(victim, root, SALT) in by_path
+    assert by_path[redact_path(victim, root, SALT)]["reason"]
+    assert os.path.relpath(victim, root) not in text and "P_0" not in text
     assert all(r["reason"] for r in rows)
     with open(os.path.join(rejects.uri, "summary.json")) as f:
         summary = json.load(f)
     assert summary["ingested"] == total
     assert summary["rejected"] == len(rows)
+    assert summary["ingested"] + summary["rejected_images"] == summary["listed"]
+    assert not os.path.exists(os.path.join(rejects.uri, PRIVATE_REJECTS_FILE))
+
+
+def test_private_map_goes_outside_the_pipeline_root_only(cbis_root, tmp_path):
+    root, victim = cbis_root
+    private = tmp_path / "private"
+    _, rejects = _run(tmp_path, _exec_properties(root, private_dir=str(private)))
+    with open(os.path.join(rejects.uri, "rejects.csv"), newline="") as f:
+        public = list(csv.DictReader(f))
+    with open(private / PRIVATE_REJECTS_FILE, newline="") as f:
+        mapping = list(csv.DictReader(f))
+    # Same rows, same order; the private one leads back to the real file.
+    assert [(m["image_key"], m["path"]) for m in mapping] == [
+        (r["image_key"], r["path"]) for r in public
+    ]
+    assert victim in {m["source_path"] for m in mapping}
+
+    inside = tmp_path / "again" / "pipeline_root" / "private"
+    with pytest.raises(ValueError, match="outside the pipeline root"):
+        _run(tmp_path / "again", _exec_properties(root, private_dir=str(inside)))
+    assert not inside.exists()
 
 
 def test_source_without_test_split_has_train_and_eval_only(cbis_root, tmp_path):
@@ -141,6 +180,12 @@ def test_source_without_test_split_has_train_and_eval_only(cbis_root, tmp_path):
 def test_component_spec_and_argument_checks(tmp_path):
     gen = DicomExampleGen(input_base=str(tmp_path), source="rsna", image_size=64)
     assert gen.exec_properties["source"] == "rsna"
+    # The salt is read by the executor, never stored as an (MLMD) property.
+    assert "salt" not in gen.exec_properties
+    with pytest.raises(ValueError, match="MORPHHR_SALT"):
+        DicomExampleGen(input_base=str(tmp_path), salt="s3cret")
+    private = DicomExampleGen(input_base=str(tmp_path), private_dir="/secure/x")
+    assert private.exec_properties["private_dir"] == "/secure/x"
     assert gen.exec_properties["image_size"] == 64
     assert set(gen.outputs) == {"examples", "rejects"}
     manifest = tmp_path / "m.csv"

@@ -460,6 +460,87 @@ def _build(folder: str, seed: int) -> list[Case]:
     return cases
 
 
+# ------------------------------------------------------------ in-place spoils
+
+# Kinds :func:`spoil` applies to a file inside a data set tree, and the
+# outcome each must have: ``rejected`` (by the reader, or already at listing
+# where the adapter cannot use the entry: a directory, a symlink loop) or
+# ``either`` (a random flip may leave a readable image).
+SPOILS = {
+    "truncated-header": "rejected",
+    "truncated-pixels": "rejected",
+    "no-pixeldata": "rejected",
+    "bits-stored-17": "rejected",
+    "rows-double": "rejected",
+    "bomb-declared": "rejected",
+    "not-dicom": "rejected",
+    "empty": "rejected",
+    "header-flip": "either",
+    "directory": "rejected",
+    "symlink-loop": "rejected",
+}
+
+
+def spoil(path: str, kind: str, *, seed: int = 0) -> str:
+    """Replaces the DICOM file at ``path`` with a hostile variant of itself.
+
+    Lets a real data set layout (a CBIS-DDSM tree, a manifest's files) carry
+    hostile inputs where good images were, so adapters list them as usual.
+
+    Args:
+        path: an existing DICOM file; rewritten (or replaced) in place.
+        kind: a key of :data:`SPOILS`.
+        seed: seed of the random flips.
+
+    Returns:
+        ``SPOILS[kind]``, the outcome the input must get.
+
+    Raises:
+        ValueError: for an unknown kind.
+    """
+    if kind not in SPOILS:
+        raise ValueError(f"kind must be one of {sorted(SPOILS)}. Received: {kind!r}")
+    with open(path, "rb") as f:
+        data = f.read()
+    pix = pixel_data_offset(data) or len(data) // 2
+    tmp = path + ".spoil.tmp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind in ("no-pixeldata", "bits-stored-17", "rows-double", "bomb-declared"):
+            changes = {
+                "no-pixeldata": {"PixelData": None},
+                "bits-stored-17": {"BitsStored": 17},
+                "rows-double": {"Rows": 2 * int(_rows(path))},
+                "bomb-declared": {"Rows": 65535, "Columns": 65535},
+            }[kind]
+            _edit(path, tmp, **changes)
+            os.replace(tmp, path)
+            return SPOILS[kind]
+    if kind in ("directory", "symlink-loop"):
+        os.remove(path)
+        if kind == "directory":
+            os.makedirs(path)
+        else:
+            os.symlink(os.path.basename(path), path)
+        return SPOILS[kind]
+    spoiled = {
+        "truncated-header": data[:200],
+        "truncated-pixels": data[: pix + (len(data) - pix) // 2],
+        "not-dicom": b"this is not a DICOM file\n" * 10,
+        "empty": b"",
+        "header-flip": _flip(data, 128, pix, 4, random.Random(seed)),
+    }[kind]
+    with open(path, "wb") as f:
+        f.write(spoiled)
+    return SPOILS[kind]
+
+
+def _rows(path: str) -> int:
+    import pydicom
+
+    return int(pydicom.dcmread(path, stop_before_pixels=True).Rows)
+
+
 # ------------------------------------------------------------------ running
 
 

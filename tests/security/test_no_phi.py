@@ -5,59 +5,18 @@ of its outputs (raw and gunzipped) or of its stdout/stderr."""
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 import re
 import shutil
 import subprocess
 import sys
 
-import pydicom
 import pytest
+from phi_values import CSVS, identifiers, read_blobs, scan
 
 from morphhr_tf.data.ingest import PRIVATE_REJECTS_FILE
 
 SALT = "phi-test-salt-0b7e44"
-HEADER_PHI = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "AccessionNumber",
-    "InstitutionName",
-    "StudyDate",
-    "ReferringPhysicianName",
-)
-CSVS = (
-    "mass_case_description_train_set.csv",
-    "mass_case_description_test_set.csv",
-    "calc_case_description_train_set.csv",
-    "calc_case_description_test_set.csv",
-)
-
-
-def _identifiers(root) -> set[str]:
-    """Every fake identifier in the headers, and the ids inside the CSV paths."""
-    values: set[str] = set()
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if not name.endswith(".dcm"):
-                continue
-            ds = pydicom.dcmread(os.path.join(dirpath, name), stop_before_pixels=True)
-            for keyword in HEADER_PHI:
-                value = str(ds.get(keyword, "") or "")
-                assert value, (name, keyword)  # the generator writes them all
-                values.add(value)
-                if keyword.endswith("Name"):
-                    values.update(p for p in re.split(r"[\^ ]", value) if len(p) >= 5)
-            values.update((str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)))
-    for name in CSVS:
-        with open(os.path.join(root, name), newline="") as f:
-            for row in csv.DictReader(f):
-                values.add(row["patient_id"])  # P_00001, as in real CBIS-DDSM
-                for column in ("image file path", "cropped image file path"):
-                    parts = row[column].split("/")
-                    values.update(p for p in parts[:-1] if p)  # case folder, UIDs
-    return values
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +66,13 @@ def ingest_run(cbis_tree, tmp_path_factory):
 @pytest.mark.slow
 def test_no_identifier_in_any_output_byte_or_log(ingest_run, cbis_tree):
     root, out, private, proc = ingest_run
-    secrets = _identifiers(cbis_tree[0])  # the pristine tree's identifiers
+    secrets = identifiers(cbis_tree[0])  # the pristine tree's identifiers
     secrets |= {"P_99917", "Mass-Training_P_99917_LEFT_CC"}
     assert len(secrets) >= 6 * 7
     needles = {s.encode() for s in secrets} | {SALT.encode()}
-    blobs = {"stdout": proc.stdout, "stderr": proc.stderr}
-    for dirpath, _dirs, files in os.walk(out):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                blobs[path] = f.read()
-            if name.endswith(".gz"):
-                blobs[path + " (gunzipped)"] = gzip.decompress(blobs[path])
-    hits = sorted(
-        (where, needle.decode())
-        for where, blob in blobs.items()
-        for needle in needles
-        if needle in blob
-    )
+    blobs = {"stdout": proc.stdout, "stderr": proc.stderr, **read_blobs([out])}
+    assert any(k.endswith("(gunzipped)") for k in blobs)
+    hits = scan(blobs, {n.decode() for n in needles})
     scanned = sum(len(b) for b in blobs.values())
     print(
         f"\nPHI scan: {len(needles)} values x {len(blobs)} blobs "

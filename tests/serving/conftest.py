@@ -31,3 +31,18 @@ def dicom_files(tmp_path_factory):
     files = sorted(glob.glob(str(root / "**" / "*.dcm"), recursive=True))
     assert files, "the synthetic generator wrote no DICOM files"
     return files
+
+
+@pytest.fixture(scope="session")
+def nan_model_dir(tmp_path_factory):
+    """The same tiny model with one NaN weight: every probability is NaN."""
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    base = resnet18((INPUT_SIZE // 2, INPUT_SIZE // 2, 1), width=4)
+    model = build_morphhr(base, INPUT_SIZE, front_channels=4, seed=0)
+    weights = model.get_weights()
+    weights[-1] = np.full_like(weights[-1], np.nan)  # the output bias
+    model.set_weights(weights)
+    path = str(tmp_path_factory.mktemp("nan_model") / "Format-Serving")
+    return export_serving_model(model, path, INPUT_SIZE)
