@@ -87,11 +87,19 @@ def load_candidate_result(eval_uri: str):
     """The candidate model's ``tfma.EvalResult`` (with or without a baseline)."""
     import tensorflow_model_analysis as tfma
 
-    # Evaluated against a baseline, the results are keyed by model name.
-    candidate = tfma.load_eval_result(eval_uri, model_name="candidate")
-    if candidate.slicing_metrics:
-        return candidate
-    return tfma.load_eval_result(eval_uri)
+    from absl import logging as absl_logging
+
+    # Evaluated against a baseline, the results are keyed by model name; TFMA
+    # warns once per slice when probing the other layout, so silence it here.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        candidate = tfma.load_eval_result(eval_uri, model_name="candidate")
+        if candidate.slicing_metrics:
+            return candidate
+        return tfma.load_eval_result(eval_uri)
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def slice_aucs(eval_uri: str) -> dict[str, float]:
