@@ -86,7 +86,6 @@ def _prop(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
 def load_candidate_result(eval_uri: str):
     """The candidate model's ``tfma.EvalResult`` (with or without a baseline)."""
     import tensorflow_model_analysis as tfma
-
     from absl import logging as absl_logging
 
     # Evaluated against a baseline, the results are keyed by model name; TFMA
