@@ -1,13 +1,17 @@
 """The MorphHR TFX pipeline: DicomExampleGen -> Trainer -> Evaluator -> Pusher.
 
 ``create_pipeline`` is pure: it only wires components; the runners choose
-paths and runner configs.
+paths, runner configs and the per-component resources
+(:class:`ComponentResources`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from typing import Any
 
+from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
@@ -23,6 +27,123 @@ WARM_START_RESOLVER = "latest_model_resolver"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "Pusher"
+# The components that run in a container of their own (resolvers do not).
+CONTAINER_COMPONENTS = (EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER)
+
+ResourceSpec = (
+    pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+)
+
+_QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([KMGT]i?)?$")
+_QUANTITY_FACTORS = {
+    None: 1.0,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+
+
+def memory_gb(quantity: str) -> float:
+    """A Kubernetes memory quantity (``"16G"``, ``"512Mi"``) in GB (1e9 bytes).
+
+    Raises:
+        ValueError: for anything but a number with an optional K/M/G/T(i) suffix.
+    """
+    match = _QUANTITY_RE.match(str(quantity).strip())
+    if not match:
+        raise ValueError(
+            "memory must be a Kubernetes quantity such as '16G' or '512Mi'. "
+            f"Received: {quantity!r}"
+        )
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)] / 1e9
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentResources:
+    """CPU, memory and GPU of one component's container.
+
+    Requests are what the scheduler reserves; limits default to the requests.
+    The spec carries each value twice, as Kubeflow Pipelines 2.x reads it
+    (``resourceCpuRequest: "8"``, ``resourceMemoryLimit: "32G"``,
+    ``accelerator.resourceType``/``resourceCount``) and as Vertex AI reads it
+    (``cpuLimit`` vCPUs, ``memoryLimit`` GB, ``accelerator.type``/``count``).
+
+    Args:
+        cpu: vCPUs requested (``None``: the orchestrator's default).
+        memory: memory requested, a Kubernetes quantity (``"32G"``).
+        gpu: GPUs requested (0: none).
+        gpu_type: the accelerator: a Vertex AI type (``NVIDIA_TESLA_T4``,
+            ``NVIDIA_L4``, ``NVIDIA_TESLA_A100``) or, on Kubeflow, the
+            Kubernetes resource name (``nvidia.com/gpu``).
+        cpu_limit, memory_limit: limits (``None``: the requests).
+
+    Raises:
+        ValueError: for a negative or malformed value.
+
+    Example:
+
+    >>> ComponentResources(cpu=8, memory="32G", gpu=1).to_resource_spec().cpu_limit
+    8.0
+    """
+
+    cpu: float | None = None
+    memory: str | None = None
+    gpu: int = 0
+    gpu_type: str = "NVIDIA_TESLA_T4"
+    cpu_limit: float | None = None
+    memory_limit: str | None = None
+
+    def __post_init__(self):
+        for name in ("cpu", "cpu_limit"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or value <= 0
+            ):
+                raise ValueError(
+                    f"{name} must be a positive number of vCPUs. Received: "
+                    f"{name}={value!r}"
+                )
+        for name in ("memory", "memory_limit"):
+            value = getattr(self, name)
+            if value is not None and memory_gb(value) <= 0:
+                raise ValueError(f"{name} must be positive. Received: {value!r}")
+        if isinstance(self.gpu, bool) or not isinstance(self.gpu, int) or self.gpu < 0:
+            raise ValueError(
+                f"gpu must be a non-negative integer. Received: gpu={self.gpu!r}"
+            )
+        if self.gpu and not self.gpu_type:
+            raise ValueError("gpu_type must name the accelerator when gpu > 0.")
+
+    def to_resource_spec(self) -> ResourceSpec:
+        """The KFP ``PipelineContainerSpec.ResourceSpec`` proto."""
+        spec = ResourceSpec()
+        cpu_limit = self.cpu_limit or self.cpu
+        memory_limit = self.memory_limit or self.memory
+        if self.cpu:
+            spec.cpu_request = float(self.cpu)
+            spec.resource_cpu_request = f"{self.cpu:g}"
+        if cpu_limit:
+            spec.cpu_limit = float(cpu_limit)
+            spec.resource_cpu_limit = f"{cpu_limit:g}"
+        if self.memory:
+            spec.memory_request = memory_gb(self.memory)
+            spec.resource_memory_request = self.memory
+        if memory_limit:
+            spec.memory_limit = memory_gb(memory_limit)
+            spec.resource_memory_limit = memory_limit
+        if self.gpu:
+            spec.accelerator.type = self.gpu_type
+            spec.accelerator.count = self.gpu
+            spec.accelerator.resource_type = self.gpu_type
+            spec.accelerator.resource_count = str(self.gpu)
+        return spec
 
 
 def create_pipeline(
@@ -35,7 +156,6 @@ def create_pipeline(
     manifest: str | None = None,
     image_size: int = 896,
     eval_fraction: float = 0.2,
-    salt: str | None = None,
     train_steps: int = 1000,
     eval_steps: int = 0,
     training_config: dict[str, Any] | None = None,
@@ -46,6 +166,7 @@ def create_pipeline(
     metadata_connection_config: Any = None,
     beam_pipeline_args: list[str] | None = None,
     ingest_beam_args: list[str] | None = None,
+    resources: dict[str, ComponentResources] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
@@ -59,8 +180,9 @@ def create_pipeline(
         manifest: the CSV manifest for ``source="csv"``.
         image_size: the stored image size of the ingested examples.
         eval_fraction: fraction of training patients held out for eval.
-        salt: de-identification salt (``None``: ``$MORPHHR_SALT`` or the
-            development salt).
+            (The de-identification salt is deliberately not a parameter:
+            parameters are stored in ML Metadata. The ExampleGen reads
+            ``$MORPHHR_SALT`` from its environment.)
         train_steps: optimizer steps of the final training stage.
         eval_steps: ``eval_args.num_steps`` (0: the whole eval split).
         training_config: the Trainer's ``custom_config``
@@ -79,17 +201,29 @@ def create_pipeline(
             for DICOM decoding. The Evaluator stays in process: TFMA's coders
             do not unpickle in fresh worker processes with this lock
             (``tfx_bsl.arrow.sql_util`` is missing from tfx-bsl 1.21).
+        resources: ``{component id: ComponentResources}`` for the container
+            components (:data:`CONTAINER_COMPONENTS`), set as each
+            component's platform config (read by the Kubeflow v2 compiler).
 
     Returns:
         The ``tfx.dsl.Pipeline``.
+
+    Raises:
+        ValueError: for resources of an unknown component.
     """
+    resources = dict(resources or {})
+    unknown = sorted(set(resources) - set(CONTAINER_COMPONENTS))
+    if unknown:
+        raise ValueError(
+            f"resources name unknown component(s) {unknown}. Known: "
+            f"{list(CONTAINER_COMPONENTS)}"
+        )
     example_gen = DicomExampleGen(
         input_base=data_root or None,
         source=source,
         manifest=manifest,
         image_size=image_size,
         eval_fraction=eval_fraction,
-        salt=salt,
     ).with_id(EXAMPLE_GEN)
     if ingest_beam_args:
         example_gen = example_gen.with_beam_pipeline_args(ingest_beam_args)
@@ -142,6 +276,10 @@ def create_pipeline(
         ),
     ).with_id(PUSHER)
     components.append(pusher)
+
+    for component in components:
+        if component.id in resources:
+            component.with_platform_config(resources[component.id].to_resource_spec())
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

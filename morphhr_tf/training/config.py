@@ -23,11 +23,18 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   a directory holding a keras-hub ``ResNetBackbone`` preset saved locally, or
   ``"base_model"`` (warm start from the Trainer's ``base_model`` input).
 - ``precision``: ``auto``, ``float32``, ``mixed_float16``, ``mixed_bfloat16``.
-- ``strategy``: ``auto``, ``mirrored``, ``one_device``.
+- ``strategy``: ``auto``, ``mirrored``, ``one_device`` or ``multi_worker``
+  (``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG`` cluster, one
+  process per worker; see :mod:`morphhr_tf.training.strategy`).
 - ``balance``: ``sample`` (class-balanced sampling), ``class_weight`` or
   ``none``.
 - ``augment``: flips along the chest wall, small affine, intensity jitter.
 - ``seed``.
+
+Keys starting with ``ai_platform_`` belong to the TFX Google Cloud extension
+(``tfx.extensions.google_cloud_ai_platform.Trainer``: Vertex AI job spec,
+region, ...), which reads them from the same ``custom_config``; they are
+ignored here.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ from morphhr_tf.training.strategy import STRATEGIES
 MODELS = ("morphhr", "resnet18")
 SCHEDULES = ("cosine", "constant")
 BALANCES = ("sample", "class_weight", "none")
+# custom_config keys of tfx.extensions.google_cloud_ai_platform (its executor
+# consumes them; run_fn sees them too).
+PLATFORM_KEY_PREFIX = "ai_platform_"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +134,11 @@ class TrainingConfig:
         Raises:
             ValueError: for an unknown key or an invalid value.
         """
-        custom_config = dict(custom_config or {})
+        custom_config = {
+            key: value
+            for key, value in (custom_config or {}).items()
+            if not key.startswith(PLATFORM_KEY_PREFIX)
+        }
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(custom_config) - set(known))
         if unknown:

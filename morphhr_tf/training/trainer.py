@@ -18,6 +18,16 @@ The MorphHR schedule:
 
 The ``resnet18`` baseline trains the plain network at ``resolution``.
 
+Multi-worker training (``strategy="multi_worker"``, one process per worker,
+the cluster in ``TF_CONFIG``): every worker runs this same program in
+lockstep. The input pipelines are seeded and sharded by DATA, so each step
+trains on the global batch a single process would see; the morph is
+deterministic (the front's random channels come from ``seed``), so every
+worker builds the same stage-2 model. Only the chief writes the TensorBoard
+logs, the Keras model, the SavedModel and the summary; the other workers save
+into temporary folders that are then deleted (saving may run collectives, so
+every worker takes part), and wait for the chief before returning.
+
 Outputs: the float32 SavedModel with the serving signatures in
 ``fn_args.serving_model_dir``, the Keras model in ``<model>/Format-Keras``
 (for warm starts), TensorBoard logs and ``training_summary.json`` in
@@ -40,7 +50,18 @@ from morphhr_tf.training.export import export_serving_model, float32_copy
 from morphhr_tf.training.input_pipeline import count_labels, make_dataset
 from morphhr_tf.training.precision import select_precision
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
-from morphhr_tf.training.strategy import select_strategy
+from morphhr_tf.training.strategy import (
+    barrier,
+    discard_worker_dir,
+    is_chief,
+    num_workers,
+    select_strategy,
+    shard_by_data,
+    strategy_name,
+    sync_replica_variables,
+    task_of,
+    worker_dir,
+)
 
 KERAS_MODEL_DIR = "Format-Keras"
 KERAS_MODEL_FILE = "model.keras"
@@ -78,6 +99,7 @@ def _fit(
     steps: int,
     epochs: int,
     log_dir: str,
+    strategy: tf.distribute.Strategy,
 ) -> dict[str, list[float]]:
     epochs = max(1, min(epochs, steps))
     val_data, val_steps = val_ds
@@ -90,6 +112,8 @@ def _fit(
         callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")],
         verbose=2,
     )
+    # Batch-norm statistics: one value on every replica and worker.
+    sync_replica_variables(model.non_trainable_variables, strategy)
     return {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
@@ -224,6 +248,7 @@ def train(
             seed=config.seed,
             label_counts=counts,
         )
+        train_ds = shard_by_data(train_ds, strategy)
         eval_ds = make_dataset(
             eval_files, image_size=size, batch_size=config.batch_size, training=False
         )
@@ -236,6 +261,7 @@ def train(
             training=False,
             drop_remainder=replicas > 1,
         ).repeat()
+        val_ds = shard_by_data(val_ds, strategy)
         return train_ds, eval_ds, (val_ds, val_steps)
 
     def optimizer(
@@ -265,6 +291,7 @@ def train(
             steps=steps,
             epochs=config.epochs,
             log_dir=os.path.join(log_dir, "warm_start"),
+            strategy=strategy,
         )
         summary["auc_final"] = _evaluate_auc(model, eval_ds)
         return model, summary
@@ -296,6 +323,7 @@ def train(
             steps=base_steps,
             epochs=config.epochs,
             log_dir=os.path.join(log_dir, "stage1_base"),
+            strategy=strategy,
         )
         summary["stage1_seconds"] = round(time.time() - start, 1)
     else:
@@ -317,6 +345,8 @@ def train(
             config.resolution,
             front_channels=config.front_channels,
             front_blocks=config.front_blocks,
+            # Every worker (and every rerun) must draw the same front.
+            seed=config.seed,
         )
         front = {
             v.path.split("/")[0]
@@ -350,6 +380,7 @@ def train(
         steps=steps,
         epochs=config.epochs,
         log_dir=os.path.join(log_dir, "stage2_morphhr"),
+        strategy=strategy,
     )
     summary["stage2_seconds"] = round(time.time() - start, 1)
     summary["auc_final"] = _evaluate_auc(model, eval_ds)
@@ -360,6 +391,11 @@ def train(
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (generic trainer, ``run_fn``).
 
+    Under ``strategy="multi_worker"`` every worker of the ``TF_CONFIG``
+    cluster calls it with the same ``fn_args``; only the chief's outputs
+    land in ``serving_model_dir`` and ``model_run_dir``, and every worker
+    returns once the chief has written them.
+
     Args:
         fn_args: ``tfx.components.FnArgs``; uses ``train_files``,
             ``eval_files``, ``train_steps``, ``custom_config``,
@@ -369,17 +405,23 @@ def run_fn(fn_args) -> None:
         ValueError: for invalid options (see ``TrainingConfig``).
     """
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
+    # First: MultiWorkerMirroredStrategy must exist before any other TF op.
+    strategy = select_strategy(config.strategy)
     steps = int(fn_args.train_steps or 100)
     policy = select_precision(config.precision)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(config.seed)
+    # Non-chief workers write into temporary folders, deleted at the end.
+    serving_model_dir = worker_dir(fn_args.serving_model_dir, strategy)
+    model_run_dir = worker_dir(fn_args.model_run_dir, strategy)
     try:
-        strategy = select_strategy(config.strategy)
         _log(
             f"model={config.model} precision={config.precision}->{policy} "
-            f"strategy={config.strategy}->{type(strategy).__name__} "
-            f"replicas={strategy.num_replicas_in_sync}"
+            f"strategy={config.strategy}->{strategy_name(strategy)} "
+            f"replicas={strategy.num_replicas_in_sync} "
+            f"workers={num_workers(strategy)} task={task_of(strategy)} "
+            f"chief={is_chief(strategy)}"
         )
         base_model_path = None
         if fn_args.base_model:
@@ -391,24 +433,33 @@ def run_fn(fn_args) -> None:
             train_files=fn_args.train_files,
             eval_files=fn_args.eval_files,
             steps=steps,
-            log_dir=fn_args.model_run_dir,
+            log_dir=model_run_dir,
             strategy=strategy,
             base_model_path=base_model_path,
         )
         summary.update(
             config=config.to_dict(),
             precision=policy,
-            strategy=type(strategy).__name__,
+            strategy=strategy_name(strategy),
             replicas=strategy.num_replicas_in_sync,
+            workers=num_workers(strategy),
+            task=task_of(strategy),
             train_seconds=round(time.time() - start, 1),
         )
-        keras_path = keras_model_path(fn_args.serving_model_dir)
+        keras_path = keras_model_path(serving_model_dir)
         tf.io.gfile.makedirs(os.path.dirname(keras_path))
         model.save(keras_path)
+        keras.config.set_dtype_policy(previous_policy)
+        export_serving_model(model, serving_model_dir, config.resolution)
+        tf.io.gfile.makedirs(model_run_dir)
+        with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
+            json.dump(summary, f, indent=2)
+        # The Trainer checks serving_model_dir on every worker: leave only
+        # once the chief has written it.
+        barrier(strategy)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    export_serving_model(model, fn_args.serving_model_dir, config.resolution)
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, SUMMARY_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
-    _log(f"exported the float32 SavedModel to {fn_args.serving_model_dir}")
+        discard_worker_dir(serving_model_dir, strategy)
+        discard_worker_dir(model_run_dir, strategy)
+    if is_chief(strategy):
+        _log(f"exported the float32 SavedModel to {serving_model_dir}")
