@@ -74,6 +74,8 @@ def plot_roc(
         for spec in operating_specificities:
             sens, _ = M.sensitivity_at_specificity(labels, scores, spec)
             ax.plot(1 - spec, sens, "o", color=line.get_color(), ms=6)
+            if len(curves) > 1:
+                continue  # overlays: markers only, labels would collide
             ax.annotate(
                 f"sens {sens:.2f} @ spec {spec:.2f}",
                 (1 - spec, sens),
