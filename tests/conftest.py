@@ -1,4 +1,19 @@
 """Shared pytest set-up: apply the runtime policy before any test imports
-TensorFlow (Keras 3 on the TensorFlow backend, quiet logs)."""
+TensorFlow (Keras 3 on the TensorFlow backend, quiet logs), and fixtures used
+across test folders."""
 
-import morphhr_tf.runtime  # noqa: F401
+import morphhr_tf.runtime  # noqa: F401  (before TensorFlow loads)
+
+import pytest
+
+
+@pytest.fixture
+def mixed_bfloat16():
+    """Runs a test under the `mixed_bfloat16` global policy, then resets it."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
