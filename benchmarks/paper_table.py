@@ -247,7 +247,9 @@ def run_row(profile: Profile, work: str, kind: str, size: int) -> dict:
         keys.extend(k.decode() for k in ex[F.IMAGE_KEY].numpy())
     if not np.all(np.isfinite(probs)):
         raise ValueError(f"{kind} at {size} px produced non-finite probabilities")
-    pred_path = os.path.join(work, "predictions", f"{kind}_{size}.csv")
+    pred_path = os.path.join(
+        work, "predictions", f"{kind}_{size}_steps{profile.steps}.csv"
+    )
     os.makedirs(os.path.dirname(pred_path), exist_ok=True)
     with open(pred_path, "w", newline="") as f:
         w = csv.writer(f)
@@ -300,13 +302,24 @@ def write_results(profile_name, profile, rows, data_summary, wall, out_md, work)
         for r in (r for r in rows if r["kind"] == kind):
             d = preds[(kind, r["size"])]
             auc = M.auc_with_ci(d["labels"], d["scores"], n_bootstrap=2000)
-            if kind == "resnet18":
+            smallest = min(x["size"] for x in rows if x["kind"] == kind)
+            if kind == "morphhr" and ("resnet18", r["size"]) in preds:
+                ref_key = ("resnet18", r["size"])
+            elif (
+                r["size"] != smallest
+            ):  # no ResNet18 row: against this model at its smallest S
+                ref_key = (kind, smallest)
+            else:
+                ref_key = None
+            if ref_key is None:
                 p = "-"
             else:
-                ref = preds[("resnet18", r["size"])]
+                ref = preds[ref_key]
                 assert ref["keys"] == d["keys"]
                 t = M.delong_test(d["labels"], d["scores"], ref["scores"])
                 p = f"{t.p_value:.3g} ({t.difference:+.4f})"
+                if ref_key[0] == kind:
+                    p += f" vs {ROW_NAMES[kind]}_S{smallest}"
             paper = PAPER_AUC.get((kind, r["size"]))
             lines.append(
                 f"| {ROW_NAMES[kind]}_S{r['size']} | {r['size']} | {auc} | {p} | "
@@ -316,7 +329,11 @@ def write_results(profile_name, profile, rows, data_summary, wall, out_md, work)
     table = "\n".join(lines)
     print(table)
     plot_dir = os.path.dirname(out_md)
-    stem = f"results_{profile_name}"
+    stem = f"results_{profile_name}" + (
+        ""
+        if profile.steps == PROFILES[profile_name].steps
+        else f"_steps{profile.steps}"
+    )
     curves = {
         f"{ROW_NAMES[k]}_S{s}": (d["labels"], d["scores"])
         for (k, s), d in preds.items()
@@ -365,8 +382,30 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=["base", "row"], help=argparse.SUPPRESS)
     p.add_argument("--kind", choices=["resnet18", "morphhr"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=None, help="override the rows' steps")
+    p.add_argument(
+        "--rows",
+        default=None,
+        help="comma-separated rows to run, e.g. morphhr:224,morphhr:896 (default: all)",
+    )
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
+    if args.steps is not None:
+        if args.steps < 1:
+            p.error(f"--steps must be positive. Received: {args.steps}")
+        profile = dataclasses.replace(profile, steps=args.steps)
+    wanted = [(k, s) for s in profile.sizes for k in ("resnet18", "morphhr")]
+    if args.rows:
+        try:
+            chosen = [
+                (k, int(v)) for k, v in (r.split(":") for r in args.rows.split(","))
+            ]
+        except ValueError:
+            p.error(f"--rows takes kind:size pairs. Received: {args.rows!r}")
+        bad = [r for r in chosen if r not in wanted]
+        if bad:
+            p.error(f"--rows {bad} not in this profile's rows {wanted}")
+        wanted = chosen
     work = os.path.abspath(args.work_dir or f"paper_table_work/{args.profile}")
     if args.stage == "base":
         train_base(profile, work)
@@ -389,18 +428,19 @@ def main(argv=None) -> int:
     os.makedirs(work, exist_ok=True)
     data_summary = prepare_data(profile, work, args.workers)
     common = ["--profile", args.profile, "--work-dir", work]
+    if args.steps is not None:
+        common += ["--steps", str(args.steps)]
     if not os.path.exists(os.path.join(work, "base.keras")):
         _log(f"training the base ResNet18 at {min(profile.sizes)} px")
         _subprocess([*common, "--stage", "base"])
     rows = []
-    for size in profile.sizes:
-        for kind in ("resnet18", "morphhr"):
-            _log(f"row {ROW_NAMES[kind]}_S{size}")
-            rows.append(
-                _subprocess(
-                    [*common, "--stage", "row", "--kind", kind, "--size", str(size)]
-                )
+    for kind, size in wanted:
+        _log(f"row {ROW_NAMES[kind]}_S{size} ({profile.steps} steps)")
+        rows.append(
+            _subprocess(
+                [*common, "--stage", "row", "--kind", kind, "--size", str(size)]
             )
+        )
     path = write_results(
         args.profile, profile, rows, data_summary, time.time() - start, out_md, work
     )
