@@ -13,7 +13,12 @@ from __future__ import annotations
 import csv
 import os
 
-from morphhr_tf.data.adapters.listing import SourceListing, find_files, parse_label
+from morphhr_tf.data.adapters.listing import (
+    SourceListing,
+    find_files,
+    normalize_row,
+    parse_label,
+)
 from morphhr_tf.data.records import (
     ImageRecord,
     normalize_laterality,
@@ -59,11 +64,7 @@ def csv_manifest(
             )
         name = os.path.basename(path)
         for line, raw in enumerate(reader, start=2):
-            row = {
-                str(k).strip().lower(): str(v or "").strip()
-                for k, v in raw.items()
-                if k
-            }
+            row = normalize_row(raw)
             where = f"{name} line {line}"
             rel = row.get("path", "")
             if not rel:

@@ -24,6 +24,13 @@ class SourceListing:
     problems: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
+def normalize_row(raw: dict) -> dict[str, str]:
+    """A ``csv.DictReader`` row with lower-case, stripped column names and
+    stripped string values (missing values become ``""``; unnamed extra
+    columns are dropped)."""
+    return {str(k).strip().lower(): str(v or "").strip() for k, v in raw.items() if k}
+
+
 def parse_label(value: object) -> int | None:
     """``0``/``1`` from '0', '1', '1.0', 0, 1, True, False; None otherwise."""
     text = str(value).strip().lower()

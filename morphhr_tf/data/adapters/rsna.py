@@ -8,7 +8,12 @@ from __future__ import annotations
 import csv
 import os
 
-from morphhr_tf.data.adapters.listing import SourceListing, find_files, parse_label
+from morphhr_tf.data.adapters.listing import (
+    SourceListing,
+    find_files,
+    normalize_row,
+    parse_label,
+)
 from morphhr_tf.data.records import ImageRecord, normalize_laterality, normalize_view
 
 DATASET = "rsna"
@@ -39,11 +44,7 @@ def rsna(
     records, problems, seen = [], [], set()
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         for line, raw in enumerate(csv.DictReader(f), start=2):
-            row = {
-                str(k).strip().lower(): str(v or "").strip()
-                for k, v in raw.items()
-                if k
-            }
+            row = normalize_row(raw)
             pid, iid = row.get("patient_id", ""), row.get("image_id", "")
             where = f"{csv_name} line {line}"
             if not pid or not iid:

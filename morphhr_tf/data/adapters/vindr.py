@@ -12,7 +12,7 @@ import csv
 import os
 import re
 
-from morphhr_tf.data.adapters.listing import SourceListing, find_files
+from morphhr_tf.data.adapters.listing import SourceListing, find_files, normalize_row
 from morphhr_tf.data.records import (
     ImageRecord,
     normalize_laterality,
@@ -50,11 +50,7 @@ def vindr(root: str, *, positive_birads: int = 4) -> SourceListing:
     records, problems, seen = [], [], set()
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         for line, raw in enumerate(csv.DictReader(f), start=2):
-            row = {
-                str(k).strip().lower(): str(v or "").strip()
-                for k, v in raw.items()
-                if k
-            }
+            row = normalize_row(raw)
             study, iid = row.get("study_id", ""), row.get("image_id", "")
             where = f"{CSV_NAME} line {line}"
             if not study or not iid:
