@@ -22,6 +22,17 @@ VERBOSE_ENV = "MORPHHR_VERBOSE"
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
+#: Set to 1 to import only the model side (`layers`, `morph`, `models`) on a
+#: Keras backend other than TensorFlow (JAX, PyTorch): the GPU check and the
+#: JAX test job use it. The pipeline, data and serving still need TensorFlow.
+MODEL_SIDE_ENV = "MORPHHR_MODEL_SIDE_ONLY"
+
+
+def model_side_only() -> bool:
+    """Whether the process uses only the backend-agnostic model side."""
+    return os.environ.get(MODEL_SIDE_ENV, "").strip().lower() in _TRUTHY
+
+
 def is_verbose() -> bool:
     """Whether the user asked for TensorFlow's and absl's full logging."""
     return os.environ.get(VERBOSE_ENV, "").strip().lower() in _TRUTHY
@@ -42,11 +53,13 @@ def configure(verbose: bool | None = None) -> None:
         ValueError: if ``KERAS_BACKEND`` is already set to another backend.
     """
     backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if backend != "tensorflow":
+    if backend != "tensorflow" and not model_side_only():
         raise ValueError(
-            "morphhr_tf runs Keras 3 on the TensorFlow backend only. "
-            f"Received: KERAS_BACKEND={backend!r}. Unset it or set it to "
-            "'tensorflow'."
+            "morphhr_tf's pipeline, data and serving run Keras 3 on the "
+            f"TensorFlow backend only. Received: KERAS_BACKEND={backend!r}. "
+            "Unset it or set it to 'tensorflow'; to use only the "
+            "backend-agnostic model side (layers, morph, models) on JAX or "
+            f"PyTorch, also set {MODEL_SIDE_ENV}=1."
         )
     if verbose is None:
         verbose = is_verbose()

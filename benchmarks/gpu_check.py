@@ -1,0 +1,151 @@
+"""Training throughput and peak accelerator memory: ResNet18 against MorphHR.
+
+Backend-agnostic (Keras 3 on JAX, PyTorch or TensorFlow), so it runs on a GPU
+machine without TensorFlow; `benchmarks/gpu_check.sh` drives it there. Each
+configuration runs in a fresh subprocess, so its peak memory is its own:
+
+    KERAS_BACKEND=jax python benchmarks/gpu_check.py --out gpu_check.json
+    python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check.json  # CPU, tiny
+
+Configurations: ResNet18 (full width 64) at S and MorphHR-ResNet18 (base at
+224 px, 8-channel 2-block front) at S, for S in ``--sizes`` and batch in
+``--batches``, mixed precision, AdamW, random images; the first
+``--warmup`` steps (tracing and compilation) are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("MORPHHR_MODEL_SIDE_ONLY", "1")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _peak_bytes() -> tuple[float, str]:
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        device = jax.local_devices()[0]
+        stats = device.memory_stats() if device.platform != "cpu" else None
+        if stats:
+            return float(stats.get("peak_bytes_in_use", 0)), f"{device.platform} peak"
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return float(torch.cuda.max_memory_allocated()), "cuda peak"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+    return rss, "peak RSS"
+
+
+def run_one(model_kind: str, size: int, batch: int, args) -> dict:
+    """Builds one model, trains it on random data and returns the figures."""
+    sys.path.insert(0, ROOT)
+    import keras
+    import numpy as np
+
+    import morphhr_tf  # noqa: F401
+    from morphhr_tf.models import build_morphhr, resnet18
+
+    keras.config.set_dtype_policy(args.precision)
+    keras.utils.set_random_seed(0)
+    if model_kind == "resnet18":
+        model = resnet18((size, size, 1), width=args.width)
+    else:
+        base = resnet18((args.base_size, args.base_size, 1), width=args.width)
+        model = build_morphhr(base, size, front_channels=8, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
+    y = (rng.random((batch, 1)) < 0.5).astype(np.float32)
+    for _ in range(args.warmup):
+        model.train_on_batch(x, y)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = model.train_on_batch(x, y)
+    seconds = time.perf_counter() - start
+    peak, kind = _peak_bytes()
+    return {
+        "model": model_kind, "size": size, "batch": batch,
+        "img_per_s": args.steps * batch / seconds, "step_ms": 1e3 * seconds / args.steps,
+        "peak_mb": peak / 2**20, "memory": kind, "loss": float(np.ravel(loss)[0]),
+        "params": int(model.count_params()),
+    }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--sizes", default="224,896")
+    p.add_argument("--batches", default="16,32")
+    p.add_argument("--base-size", type=int, default=224)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", default="mixed_bfloat16")
+    p.add_argument("--timeout", type=int, default=240, help="seconds per config")
+    p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:batch (child)
+    args = p.parse_args(argv)
+    if args.dry_run:
+        args.sizes, args.batches, args.base_size = "32,64", "2", 32
+        args.width, args.steps, args.warmup = 4, 2, 1
+    if args.one:
+        kind, size, batch = args.one.split(":")
+        print(json.dumps(run_one(kind, int(size), int(batch), args)), flush=True)
+        return 0
+    results = {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "rows": []}
+    base_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for size in [int(s) for s in args.sizes.split(",")]:
+        for batch in [int(b) for b in args.batches.split(",")]:
+            for kind in ("resnet18", "morphhr"):
+                cmd = [sys.executable, os.path.abspath(__file__), *base_argv]
+                cmd += ["--one", f"{kind}:{size}:{batch}"]
+                start = time.perf_counter()
+                try:
+                    done = subprocess.run(
+                        cmd, capture_output=True, text=True, timeout=args.timeout
+                    )
+                    lines = [
+                        ln for ln in done.stdout.splitlines() if ln.startswith("{")
+                    ]
+                    row = json.loads(lines[-1]) if lines else {
+                        "model": kind, "size": size, "batch": batch,
+                        "error": done.stderr[-800:],
+                    }  # fmt: skip
+                except subprocess.TimeoutExpired:
+                    row = {
+                        "model": kind,
+                        "size": size,
+                        "batch": batch,
+                        "error": "timeout",
+                    }
+                row["wall_s"] = time.perf_counter() - start
+                results["rows"].append(row)
+                print(json.dumps(row), flush=True)
+                with open(args.out, "w") as f:
+                    json.dump(results, f, indent=1)
+    by = {(r["model"], r["size"], r["batch"]): r for r in results["rows"]}
+    for (kind, size, batch), row in by.items():
+        ref = by.get(("resnet18", size, batch))
+        if kind == "morphhr" and ref and "img_per_s" in row and "img_per_s" in ref:
+            print(
+                f"S={size} batch={batch}: MorphHR / ResNet18 throughput "
+                f"{row['img_per_s'] / ref['img_per_s']:.2f}x, peak memory "
+                f"{row['peak_mb'] / ref['peak_mb']:.2f}x",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

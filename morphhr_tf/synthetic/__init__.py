@@ -1,0 +1,1 @@
+"""Synthetic data sets the project generates for tests, demos and benchmarks."""
