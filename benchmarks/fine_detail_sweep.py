@@ -40,19 +40,24 @@ from morphhr_tf.models.morphhr import MORPHHR_PREFIX  # noqa: E402
 from morphhr_tf.synthetic import fine_detail  # noqa: E402
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate  # noqa: E402
 
-#: name -> (input "S" or "4S", initial weights, builder key, trunk multiplier)
+#: name -> (input "S", "2S" or "4S", initial weights, builder, trunk multiplier)
 ROWS = {
     "detector_4S": ("4S", "scratch", "detector", 1.0),
     "resnet18_S": ("S", "base", "resnet18", 1.0),
+    "resnet18_2S": ("2S", "base", "resnet18", 1.0),
     "resnet18_4S": ("4S", "base", "resnet18", 1.0),
-    "resnet18_scratch_4S": ("4S", "scratch", "resnet18", 1.0),
     "resnet18_scratch_S": ("S", "scratch", "resnet18", 1.0),
+    "resnet18_scratch_4S": ("4S", "scratch", "resnet18", 1.0),
     "morphhr_4S": ("4S", "base", "morphhr", 0.1),
+    "morphhr_detail_S": ("S", "base", "morphhr_detail", 0.1),
+    "morphhr_detail_2S": ("2S", "base", "morphhr_detail", 0.1),
     "morphhr_detail_4S": ("4S", "base", "morphhr_detail", 0.1),
     "morphhr_detail_anti_4S": ("4S", "base", "morphhr_detail_anti", 0.1),
     "morphhr_detail_frozen_4S": ("4S", "base", "morphhr_detail", 0.0),
     "morphhr_detail_trunk1_4S": ("4S", "base", "morphhr_detail", 1.0),
 }
+#: Area-averaging factor from the full resolution (4S) to each input.
+FACTORS = {"S": 4, "2S": 2, "4S": 1}
 
 
 class Batches(keras.utils.PyDataset):
@@ -87,7 +92,7 @@ def detector(size: int) -> keras.Model:
     from morphhr_tf.models.detail_branch import _detector
 
     image = keras.Input((size, size, 1), name="image")
-    x = _detector(image, (16, 16, 32, 32), "det_")
+    x = _detector(image, (16, 16, 32, 32), "det_", seed=0)
     x = keras.layers.Dense(1, dtype="float32", name="logits")(x)
     out = keras.layers.Activation("sigmoid", dtype="float32", name="predictions")(x)
     return keras.Model(image, out, name="detector")
@@ -137,6 +142,19 @@ def train(model, x, y, *, lr, steps, batch, seed, trunk_multiplier, new_prefixes
     return seconds, float(history.history["loss"][-1])
 
 
+def forward_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw, c_in, _ = layer.kernel.shape
+            total += h * w * c_out * kh * kw * c_in
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return int(total)
+
+
 def predict(model, x, batch=64):
     return np.asarray(model.predict(x, batch_size=batch, verbose=0), np.float64)[:, 0]
 
@@ -170,7 +188,9 @@ def main(argv=None) -> int:
         p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
     row_lrs = dict(item.split("=") for item in args.row_lrs.split(",") if item)
     keras.config.set_dtype_policy(args.precision)
-    sizes = {"4S": args.size, "S": args.size // args.k}
+    if args.k != 4:
+        p.error("--k must be 4: the rows are S, 2S and 4S = --size")
+    sizes = {res: args.size // f for res, f in FACTORS.items()}
     config = fine_detail.FineDetailConfig(size=args.size)
     t0 = time.perf_counter()
     n = args.train + args.eval + args.test
@@ -191,7 +211,7 @@ def main(argv=None) -> int:
             )
             for name, s in split.items()
         }
-        for res, size_k in (("4S", 1), ("S", args.k))
+        for res, size_k in FACTORS.items()
     }
     pre_small = fine_detail.area_downsample(pre_x, args.k)[..., None]
     result = {
@@ -234,6 +254,8 @@ def main(argv=None) -> int:
                 te = predict(model, data[res]["test"][0])
                 entry = {
                     "row": row, "lr": lr, "seconds": seconds, "loss": loss,
+                    "size": sizes[res], "params": int(model.count_params()),
+                    "macs_per_image": forward_macs(model),
                     "img_per_s": args.steps * args.batch / seconds,
                     "eval_auc": auc(data[res]["eval"][1], ev),
                     "test_auc": auc(data[res]["test"][1], te),

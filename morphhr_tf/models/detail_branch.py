@@ -41,19 +41,41 @@ INITS = ("zeros", "antithetic")
 L = keras.layers
 
 
-def _detector(x, channels: Sequence[int], prefix: str):
+def _detector(x, channels: Sequence[int], prefix: str, seed: int | None = None):
     """The detector's layers; returns the globally max-pooled features."""
     c0, c1, c2, c3 = channels
+
+    def init(i):
+        if seed is None:
+            return "glorot_uniform"
+        return keras.initializers.GlorotUniform(seed=seed * 16 + i)
+
     for i, c in enumerate((c0, c1)):
-        x = L.Conv2D(c, 3, padding="same", use_bias=False, name=f"{prefix}{i}_conv")(x)
+        x = L.Conv2D(
+            c,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init(i),
+            name=f"{prefix}{i}_conv",
+        )(x)
         x = L.BatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
     x = L.MaxPooling2D(2, name=f"{prefix}1_pool")(x)
-    x = L.Conv2D(c2, 3, padding="same", use_bias=False, name=f"{prefix}2_conv")(x)
+    x = L.Conv2D(
+        c2,
+        3,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=init(2),
+        name=f"{prefix}2_conv",
+    )(x)
     x = L.BatchNormalization(name=f"{prefix}2_bn")(x)
     x = L.Activation("relu", name=f"{prefix}2_relu")(x)
     x = L.MaxPooling2D(2, name=f"{prefix}2_pool")(x)
-    x = L.Conv2D(c3, 3, padding="same", name=f"{prefix}3_conv")(x)
+    x = L.Conv2D(
+        c3, 3, padding="same", kernel_initializer=init(3), name=f"{prefix}3_conv"
+    )(x)
     return L.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
 
 
@@ -128,18 +150,23 @@ def add_detail_branch(
     trunk.set_weights(model.get_weights())
     logits = trunk.get_layer(logits_layer)
     image = trunk.inputs[0]
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    dense_kw = {"dtype": "float32"}
+    dense_kw = {
+        "dtype": "float32",
+        "kernel_initializer": (
+            "glorot_uniform"
+            if seed is None
+            else keras.initializers.GlorotUniform(seed=seed * 16 + 4)
+        ),
+    }
     if init == "zeros":
-        features = _detector(image, channels, f"{DETAIL_PREFIX}")
+        features = _detector(image, channels, f"{DETAIL_PREFIX}", seed)
         branch = L.Dense(units, name=f"{DETAIL_PREFIX}logits", **dense_kw)(features)
     else:
-        fa = _detector(image, channels, f"{DETAIL_PREFIX}a_")
-        fb = _detector(image, channels, f"{DETAIL_PREFIX}b_")
+        fa = _detector(image, channels, f"{DETAIL_PREFIX}a_", seed)
+        fb = _detector(image, channels, f"{DETAIL_PREFIX}b_", seed)
         la = L.Dense(units, name=f"{DETAIL_PREFIX}a_logits", **dense_kw)(fa)
         lb = L.Dense(units, name=f"{DETAIL_PREFIX}b_logits", **dense_kw)(fb)
-        branch = L.Subtract(name=f"{DETAIL_PREFIX}logits", **dense_kw)([la, lb])
+        branch = L.Subtract(name=f"{DETAIL_PREFIX}logits", dtype="float32")([la, lb])
     total = L.Add(name=f"{DETAIL_PREFIX}add", dtype="float32")([logits.output, branch])
     output = L.Activation(
         head.get_config()["activation"], dtype="float32", name=head.name

@@ -11,6 +11,8 @@ import keras
 import numpy as np
 
 from morphhr_tf.layers import PActivation
+from morphhr_tf.models.detail_branch import INITS as DETAIL_INITS
+from morphhr_tf.models.detail_branch import add_detail_branch
 from morphhr_tf.morph import deepen, enlarge_kernel, weight_maps, widen
 from morphhr_tf.morph.graph import Graph, copy_weights, replay
 
@@ -66,6 +68,7 @@ def build_morphhr(
     activation: str = "relu",
     trunk_morphs: Sequence[TrunkMorph] = (),
     front_batch_norm: bool = False,
+    detail_branch: str | None = None,
     seed: int | None = None,
 ) -> keras.Model:
     """Morphs `base` (S x S inputs) into a MorphHR model for `k * S` inputs.
@@ -85,6 +88,12 @@ def build_morphhr(
        over its k x k cell and gives the extra channels zero weight.
     3. the **trunk**: `base`'s layers (same names, copied weights), after the
        `trunk_morphs`, which preserve its function.
+    4. optionally (`detail_branch`), a full-resolution detector with a global
+       max pool whose logits are added to the trunk's, starting at exactly
+       zero (:func:`morphhr_tf.models.detail_branch.add_detail_branch`). The
+       front and downsampler alone do not learn structures a pixel or two
+       wide (they must survive the trunk's stride-4 stem and its global
+       average pool); the branch does (`docs/results.md`).
 
     At construction, in inference mode, `model(x) == base(avg_pool_k(x))`
     where `avg_pool_k` is k x k area averaging (k = 1: the identity, "MorphHR
@@ -105,6 +114,9 @@ def build_morphhr(
             `{"op": "widen", "layer_name": "stack3_block1_1_conv",
             "new_width": 128}` (`op` in `widen`, `deepen`, `enlarge_kernel`).
         front_batch_norm: add an identity `BatchNormalization` per block.
+        detail_branch: `None` (no branch), `"zeros"` or `"antithetic"`: add
+            the detail branch with that exact initialisation. Needs a base
+            with a `Dense` layer named `logits` before its output activation.
         seed: seed of the front's random extra channels.
 
     Returns:
@@ -145,6 +157,11 @@ def build_morphhr(
     front_channels = _positive_int(front_channels, "front_channels", channels)
     front_blocks = _positive_int(front_blocks, "front_blocks", 0)
     PActivation(activation)  # validates the activation
+    if detail_branch is not None and detail_branch not in DETAIL_INITS:
+        raise ValueError(
+            f"detail_branch must be None or one of {DETAIL_INITS}. "
+            f"Received: detail_branch={detail_branch!r}"
+        )
     ops = [_trunk_op(m) for m in trunk_morphs]
     clashes = [c.name for c in graph.calls if c.name.startswith(MORPHHR_PREFIX)]
     if clashes:
@@ -210,4 +227,6 @@ def build_morphhr(
     outputs = replay(trunk_graph, [x])
     model = keras.Model(inputs, outputs, name=f"morphhr_{base.name}")
     copy_weights(model, [trunk], weights)
+    if detail_branch is not None:
+        model = add_detail_branch(model, init=detail_branch, seed=seed)
     return model

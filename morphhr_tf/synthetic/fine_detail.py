@@ -81,8 +81,80 @@ def _breast(rng: np.random.Generator, size: int):
     return rho, (cy, a, b)
 
 
-def _in_frame(point, size: int, margin: float = 2.0) -> bool:
-    return all(margin <= v < size - margin for v in point)
+def _frame(h: int, w: int, margin: int = 2) -> np.ndarray:
+    keep = np.zeros((h, w), bool)
+    keep[margin : h - margin, margin : w - margin] = True
+    return keep
+
+
+def _in_frame(point, shape, margin: float = 2.0) -> bool:
+    return all(margin <= v < side - margin for v, side in zip(point, shape))
+
+
+def draw_specks(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    *,
+    inside: np.ndarray,
+    clustered: bool,
+    n: int,
+    sigma: float,
+    amplitude: float,
+    cluster_radius: float,
+    center_inside: np.ndarray | None = None,
+) -> np.ndarray:
+    """Adds ``n`` Gaussian specks to `image` in place; returns their centres.
+
+    Args:
+        rng: the random stream.
+        image: float ``(H, W)`` image, changed in place.
+        inside: boolean ``(H, W)`` mask of where specks may fall.
+        clustered: one tight cluster (normal offsets of sd
+            ``cluster_radius / 2``, cut at ``cluster_radius``) or scattered
+            uniformly over `inside`.
+        n: number of specks.
+        sigma: Gaussian sigma of a speck, in pixels.
+        amplitude: peak brightness of a speck (each drawn 0.8-1.2 times it).
+        cluster_radius: in pixels.
+        center_inside: where a cluster centre may fall (default `inside`).
+
+    Returns:
+        ``(n, 2)`` float32 speck centres (row, col).
+    """
+    h, w = image.shape
+    candidates = np.argwhere(inside & _frame(h, w))
+    centers = np.argwhere(
+        (inside if center_inside is None else center_inside) & _frame(h, w, 8)
+    )
+    if not len(candidates) or not len(centers):
+        raise ValueError("the mask leaves no room for specks")
+    points = []
+    if clustered:
+        cr, cc = centers[rng.integers(len(centers))] + 0.5
+        while len(points) < n:
+            dr, dc = rng.normal(0.0, cluster_radius / 2.0, 2)
+            p = (cr + dr, cc + dc)
+            if dr * dr + dc * dc <= cluster_radius**2 and _in_frame(p, (h, w)):
+                points.append(p)
+    else:
+        picks = candidates[rng.integers(len(candidates), size=n)]
+        points = [tuple(v) for v in picks + rng.uniform(0, 1, (n, 2))]
+    points = np.asarray(points, np.float32)
+    half = int(np.ceil(3 * sigma)) + 1
+    for pr, pc in points:
+        r0, c0 = int(pr) - half, int(pc) - half
+        rr = np.arange(r0, r0 + 2 * half + 1)[:, None]
+        cc = np.arange(c0, c0 + 2 * half + 1)[None, :]
+        amp = amplitude * rng.uniform(0.8, 1.2)
+        patch = amp * np.exp(
+            -((rr + 0.5 - pr) ** 2 + (cc + 0.5 - pc) ** 2) / (2 * sigma**2)
+        )
+        rs = slice(max(r0, 0), min(r0 + 2 * half + 1, h))
+        cs = slice(max(c0, 0), min(c0 + 2 * half + 1, w))
+        image[rs, cs] += patch[
+            rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0
+        ]
+    return points
 
 
 def render(seed, label: int, config: FineDetailConfig = FineDetailConfig()):
@@ -102,49 +174,24 @@ def render(seed, label: int, config: FineDetailConfig = FineDetailConfig()):
         raise ValueError(f"label must be 0 or 1. Received: label={label!r}")
     rng = np.random.default_rng(seed)
     size = config.size
-    rho, (cy, a, b) = _breast(rng, size)
+    rho, _ = _breast(rng, size)
     inside = rho < 1.0
     tissue = _power_law(rng, size, config.beta)
     image = (0.45 + config.tissue_std * tissue) * inside + 0.02
     image += rng.standard_normal((size, size)).astype(np.float32) * config.noise_std
 
-    def rho_at(r, c):
-        return np.sqrt(((r - cy) / a) ** 2 + (c / b) ** 2)
-
-    n = int(rng.integers(SPECKS[0], SPECKS[1] + 1))
-    points = []
-    if label:
-        radius = config.cluster_radius * size
-        while True:
-            center = (rng.uniform(0, size), rng.uniform(0, size))
-            if rho_at(*center) < 0.75:
-                break
-        while len(points) < n:
-            rr, cc = rng.normal(0.0, radius / 2.0, 2)
-            p = (center[0] + rr, center[1] + cc)
-            if rr * rr + cc * cc <= radius * radius and _in_frame(p, size):
-                points.append(p)
-    else:
-        while len(points) < n:
-            p = (rng.uniform(0, size), rng.uniform(0, size))
-            if rho_at(*p) < 0.9 and _in_frame(p, size):
-                points.append(p)
-    points = np.asarray(points, np.float32)
-    sigma = config.speck_sigma
-    half = int(np.ceil(3 * sigma)) + 1
-    for pr, pc in points:
-        r0, c0 = int(pr) - half, int(pc) - half
-        rr = np.arange(r0, r0 + 2 * half + 1)[:, None]
-        cc = np.arange(c0, c0 + 2 * half + 1)[None, :]
-        amp = config.speck_amplitude * rng.uniform(0.8, 1.2)
-        patch = amp * np.exp(
-            -((rr + 0.5 - pr) ** 2 + (cc + 0.5 - pc) ** 2) / (2 * sigma**2)
-        )
-        rs = slice(max(r0, 0), min(r0 + 2 * half + 1, size))
-        cs = slice(max(c0, 0), min(c0 + 2 * half + 1, size))
-        image[rs, cs] += patch[
-            rs.start - r0 : rs.stop - r0, cs.start - c0 : cs.stop - c0
-        ]
+    points = draw_specks(
+        rng,
+        image,
+        inside=rho < 0.9,
+        clustered=bool(label),
+        n=int(rng.integers(SPECKS[0], SPECKS[1] + 1)),
+        sigma=config.speck_sigma,
+        amplitude=config.speck_amplitude,
+        cluster_radius=config.cluster_radius * size,
+        center_inside=rho < 0.75,
+    )
+    half = int(np.ceil(3 * config.speck_sigma)) + 1
     box = None
     if label:
         lo, hi = points.min(0) - half, points.max(0) + half
