@@ -1,5 +1,5 @@
 """The paper's table on the synthetic benchmark: ResNet18 fine-tuned at S
-against MorphHR-ResNet18 at S, for S in 224, 448, 896.
+against MorphHR-ResNet18 at S, for S in the profile's sizes.
 
     python benchmarks/paper_table.py --profile cpu     # writes docs/results.md
     python benchmarks/paper_table.py --profile gpu
@@ -12,13 +12,16 @@ Protocol (same for every row):
    train by patient. The test patients are never seen in training.
 2. One base ResNet18 is trained at the smallest S (the stand-in for the
    ImageNet-pretrained network the paper starts from).
-3. Every row starts from that base, trains the same number of optimizer steps
-   with the same seed, batch size and learning-rate schedule, then predicts
-   the test split:
+3. Every row starts from that base and trains the same number of optimizer
+   steps with the same seed, batch size and schedule, once per peak learning
+   rate of the profile's grid (``lrs``), and keeps the rate whose **eval**
+   AUC is best; it then reports the test split:
    - ``ResNet18_S``: the base's weights in a ResNet18 taking S x S inputs (the
-     network is fully convolutional), every layer at the trunk learning rate;
-   - ``MorphHR-ResNet18_S``: ``build_morphhr(base, S)`` (k = S / base), the
-     new front at the full learning rate, the trunk at the trunk rate.
+     network is fully convolutional), every layer at the row's rate (plain
+     fine-tuning, as the paper's baseline);
+   - ``MorphHR-ResNet18_S``: ``build_morphhr(base, S, detail_branch=...)``
+     (k = S / base), the new layers at the row's rate, the trunk at
+     ``trunk_lr_multiplier`` times it.
 4. AUC with a 95% stratified-bootstrap CI on the test split, DeLong's test
    against ResNet18 at the same S, training images/s and peak memory (each
    row runs in a fresh subprocess; CPU: peak RSS, GPU: TF's peak).
@@ -58,14 +61,20 @@ class Profile:
     base_steps: int
     steps: int
     learning_rate: float
+    #: Every row trains once per learning rate here and keeps the one with the
+    #: best eval AUC (the same grid, steps and data for every row).
+    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     trunk_lr_multiplier: float = 0.1
     front_channels: int = 8
+    detail_branch: str = "zeros"
+    fine_detail: bool = True
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": Profile(12, 256, (32, 64, 128), 4, 8, 20, 10, 2e-3),
-    "cpu": Profile(300, 1024, (224, 448, 896), 16, 8, 700, 300, 2e-3),
+    "smoke": Profile(12, 256, (32, 64, 128), 4, 8, 20, 10, 2e-3, lrs=(1e-3,)),
+    # S = 64 / 128 / 256 so that 18 runs fit the 90-minute budget on 2 cores.
+    "cpu": Profile(300, 512, (64, 128, 256), 16, 16, 600, 600, 2e-3),
     "gpu": Profile(600, 2048, (224, 448, 896), 64, 32, 3000, 3000, 1e-3),
 }
 
@@ -108,7 +117,11 @@ def prepare_data(profile: Profile, work: str, workers: int) -> dict:
         f"generating {profile.patients} synthetic patients ({profile.synthetic_rows} rows)"
     )
     generate(
-        raw, patients=profile.patients, seed=profile.seed, rows=profile.synthetic_rows
+        raw,
+        patients=profile.patients,
+        seed=profile.seed,
+        rows=profile.synthetic_rows,
+        fine_detail=profile.fine_detail,
     )
     _log(f"ingesting at {max(profile.sizes)} px")
     return run_ingest(
@@ -122,17 +135,18 @@ def prepare_data(profile: Profile, work: str, workers: int) -> dict:
     )
 
 
-def _optimizer(profile: Profile, steps: int, front_layers=()):
+def _optimizer(
+    profile: Profile, steps: int, learning_rate: float, trunk_multiplier: float,
+    front_layers=(),
+):  # fmt: skip
     from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
 
-    lr = make_learning_rate(
-        profile.learning_rate, steps, kind="cosine", warmup_fraction=0.05
-    )
+    lr = make_learning_rate(learning_rate, steps, kind="cosine", warmup_fraction=0.05)
     return LayerwiseAdamW(
         learning_rate=lr,
         weight_decay=1e-4,
         lr_multipliers=dict.fromkeys(front_layers, 1.0),
-        default_multiplier=profile.trunk_lr_multiplier,
+        default_multiplier=trunk_multiplier,
     )
 
 
@@ -177,8 +191,8 @@ def train_base(profile: Profile, work: str) -> None:
         training=True, balance="sample", augment=True, seed=profile.seed,
     )  # fmt: skip
     model = resnet18((size, size, 1), width=profile.width)
-    opt = _optimizer(profile, profile.base_steps)
-    opt.default_multiplier = 1.0  # the base trains every layer at the full rate
+    # The base trains every layer at the full rate.
+    opt = _optimizer(profile, profile.base_steps, profile.learning_rate, 1.0)
     _compile(model, opt)
     model.fit(
         ds, steps_per_epoch=profile.base_steps, epochs=1, verbose=2, shuffle=False
@@ -186,16 +200,51 @@ def train_base(profile: Profile, work: str) -> None:
     model.save(os.path.join(work, "base.keras"))
 
 
-def run_row(profile: Profile, work: str, kind: str, size: int) -> dict:
-    """Fine-tunes one row from the base and predicts the test split."""
-    import keras
+def _predict_split(model, data: str, split: str, size: int, path: str) -> None:
+    """Writes ``image_key,label,probability`` for one split, in file order."""
     import numpy as np
     import tensorflow as tf
 
     from morphhr_tf.data import features as F
     from morphhr_tf.data.tfrecord_codec import parse_example
+    from morphhr_tf.training.input_pipeline import decode_and_resize
+
+    records = tf.data.TFRecordDataset(
+        tf.io.gfile.glob(_split_glob(data, split)), compression_type="GZIP"
+    ).batch(16)
+    keys, labels, probs = [], [], []
+    for batch in records:
+        ex = parse_example(batch)
+        images = tf.map_fn(
+            lambda png: decode_and_resize(png, size), ex[F.IMAGE],
+            fn_output_signature=tf.TensorSpec([size, size, 1], tf.float32),
+        )  # fmt: skip
+        probs.extend(np.asarray(model(images, training=False), np.float64).ravel())
+        labels.extend(ex[F.LABEL].numpy().tolist())
+        keys.extend(k.decode() for k in ex[F.IMAGE_KEY].numpy())
+    if not np.all(np.isfinite(probs)):
+        raise ValueError(f"{path}: the model produced non-finite probabilities")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image_key", "label", "probability"])
+        w.writerows(zip(keys, labels, probs))
+
+
+def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dict:
+    """Fine-tunes one row from the base at one learning rate; predicts eval and test.
+
+    ResNet18 rows train every layer at `lr` (plain fine-tuning); MorphHR rows
+    train the new layers at `lr` and the base's trunk at
+    ``lr * trunk_lr_multiplier``.
+    """
+    import keras
+
+    from morphhr_tf.evaluation.metrics import auc
+    from morphhr_tf.evaluation.report import read_predictions
     from morphhr_tf.models import build_morphhr, resnet18
-    from morphhr_tf.training.input_pipeline import decode_and_resize, make_dataset
+    from morphhr_tf.models.morphhr import MORPHHR_PREFIX
+    from morphhr_tf.training.input_pipeline import make_dataset
     from morphhr_tf.training.precision import select_precision
 
     policy = select_precision("auto")
@@ -206,15 +255,18 @@ def run_row(profile: Profile, work: str, kind: str, size: int) -> dict:
     if kind == "resnet18":
         model = resnet18((size, size, 1), width=profile.width)
         model.set_weights(base.get_weights())
-        front = ()
+        front, trunk_multiplier = (), 1.0
     else:
         model = build_morphhr(
-            base, size, front_channels=profile.front_channels, seed=profile.seed
+            base,
+            size,
+            front_channels=profile.front_channels,
+            detail_branch=profile.detail_branch,
+            seed=profile.seed,
         )
-        front = [
-            layer.name for layer in model.layers if layer.name.startswith("morphhr_")
-        ]
-    _compile(model, _optimizer(profile, profile.steps, front))
+        front = [x.name for x in model.layers if x.name.startswith(MORPHHR_PREFIX)]
+        trunk_multiplier = profile.trunk_lr_multiplier
+    _compile(model, _optimizer(profile, profile.steps, lr, trunk_multiplier, front))
     ds = make_dataset(
         _split_glob(data, "train"), image_size=size, batch_size=profile.batch_size,
         training=True, balance="sample", augment=True, seed=profile.seed,
@@ -229,37 +281,19 @@ def run_row(profile: Profile, work: str, kind: str, size: int) -> dict:
         shuffle=False,
     )
     img_per_s = timer.steps * profile.batch_size / max(timer.end - timer.start, 1e-9)
-
-    # Test predictions, in order, keyed by the salted image key.
-    records = tf.data.TFRecordDataset(
-        tf.io.gfile.glob(_split_glob(data, "test")), compression_type="GZIP"
-    ).batch(16)
-    keys, labels, probs = [], [], []
-    for batch in records:
-        ex = parse_example(batch)
-        images = tf.map_fn(
-            lambda png: decode_and_resize(png, size), ex[F.IMAGE],
-            fn_output_signature=tf.TensorSpec([size, size, 1], tf.float32),
-        )  # fmt: skip
-        p = np.asarray(model(images, training=False), np.float64).ravel()
-        probs.extend(p.tolist())
-        labels.extend(ex[F.LABEL].numpy().tolist())
-        keys.extend(k.decode() for k in ex[F.IMAGE_KEY].numpy())
-    if not np.all(np.isfinite(probs)):
-        raise ValueError(f"{kind} at {size} px produced non-finite probabilities")
-    pred_path = os.path.join(
-        work, "predictions", f"{kind}_{size}_steps{profile.steps}.csv"
+    stem = os.path.join(
+        work, "predictions", f"{kind}_{size}_lr{lr:g}_steps{profile.steps}"
     )
-    os.makedirs(os.path.dirname(pred_path), exist_ok=True)
-    with open(pred_path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["image_key", "label", "probability"])
-        w.writerows(zip(keys, labels, probs))
+    for split in ("eval", "test"):
+        _predict_split(model, data, split, size, f"{stem}_{split}.csv")
+    evaluation = read_predictions(f"{stem}_eval.csv")
     peak, what = _peak_memory_mb()
     return {
-        "kind": kind, "size": size, "img_per_s": img_per_s, "peak_mb": peak,
-        "memory_kind": what, "predictions": pred_path, "precision": policy,
-        "params": int(model.count_params()),
+        "kind": kind, "size": size, "lr": lr, "img_per_s": img_per_s,
+        "peak_mb": peak, "memory_kind": what, "predictions": f"{stem}_test.csv",
+        "eval_auc": auc(evaluation["labels"], evaluation["scores"]),
+        "precision": policy, "params": int(model.count_params()),
+        "seconds": timer.end - timer.start if timer.steps else 0.0,
     }  # fmt: skip
 
 
@@ -294,9 +328,10 @@ def write_results(profile_name, profile, rows, data_summary, wall, out_md, work)
 
     preds = {(r["kind"], r["size"]): read_predictions(r["predictions"]) for r in rows}
     lines = [
-        "| model | resolution | test AUC [95% CI] | DeLong p vs ResNet18 at same S "
-        "| train img/s | peak memory (MB) | paper AUC (CBIS-DDSM) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | resolution | lr (eval AUC per lr) | test AUC [95% CI] "
+        "| DeLong p vs ResNet18 at same S | train img/s | peak memory (MB) "
+        "| paper AUC (CBIS-DDSM) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind in ("resnet18", "morphhr"):
         for r in (r for r in rows if r["kind"] == kind):
@@ -322,7 +357,8 @@ def write_results(profile_name, profile, rows, data_summary, wall, out_md, work)
                     p += f" vs {ROW_NAMES[kind]}_S{smallest}"
             paper = PAPER_AUC.get((kind, r["size"]))
             lines.append(
-                f"| {ROW_NAMES[kind]}_S{r['size']} | {r['size']} | {auc} | {p} | "
+                f"| {ROW_NAMES[kind]}_S{r['size']} | {r['size']} | {r['lr']:g} "
+                f"({', '.join(f'{k}: {v}' for k, v in r['grid'].items())}) | {auc} | {p} | "
                 f"{r['img_per_s']:.2f} | {r['peak_mb']:.0f} | "
                 f"{paper if paper is not None else '-'} |"
             )
@@ -352,9 +388,13 @@ Data: {profile.patients} synthetic patients ({profile.synthetic_rows}-row images
 ingested at {max(profile.sizes)} px); splits (images) {json.dumps(counts)}; the test
 split has {len(labels)} images, {int(np.sum(labels))} malignant.
 Training: ResNet18 width {profile.width}, base trained {profile.base_steps} steps at
-{min(profile.sizes)} px, then every row {profile.steps} steps, batch {profile.batch_size},
-AdamW with cosine decay from {profile.learning_rate} (trunk x{profile.trunk_lr_multiplier},
-MorphHR front x1), class-balanced sampling, seed {profile.seed}.
+{min(profile.sizes)} px (learning rate {profile.learning_rate}) on the train split, then
+every row {profile.steps} steps, batch {profile.batch_size}, AdamW with cosine decay, once
+per peak learning rate in {list(profile.lrs)}; each row keeps the rate with the best
+eval AUC (chosen on the eval split, never on test). ResNet18 rows train every layer at
+that rate; MorphHR rows (detail branch `{profile.detail_branch}`) train the new layers
+at it and the trunk at x{profile.trunk_lr_multiplier}. Class-balanced sampling, seed
+{profile.seed}; fine-detail specks in the data: {profile.fine_detail}.
 
 {table}
 
@@ -382,6 +422,7 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=["base", "row"], help=argparse.SUPPRESS)
     p.add_argument("--kind", choices=["resnet18", "morphhr"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--lr", type=float, help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=None, help="override the rows' steps")
     p.add_argument(
         "--rows",
@@ -412,10 +453,8 @@ def main(argv=None) -> int:
         print("RESULT {}", flush=True)
         return 0
     if args.stage == "row":
-        print(
-            "RESULT " + json.dumps(run_row(profile, work, args.kind, args.size)),
-            flush=True,
-        )
+        result = run_row(profile, work, args.kind, args.size, args.lr)
+        print("RESULT " + json.dumps(result), flush=True)
         return 0
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -435,12 +474,28 @@ def main(argv=None) -> int:
         _subprocess([*common, "--stage", "base"])
     rows = []
     for kind, size in wanted:
-        _log(f"row {ROW_NAMES[kind]}_S{size} ({profile.steps} steps)")
-        rows.append(
-            _subprocess(
-                [*common, "--stage", "row", "--kind", kind, "--size", str(size)]
+        runs = []
+        for lr in profile.lrs:
+            _log(f"row {ROW_NAMES[kind]}_S{size}, lr {lr:g} ({profile.steps} steps)")
+            runs.append(
+                _subprocess(
+                    [
+                        *common,
+                        "--stage",
+                        "row",
+                        "--kind",
+                        kind,
+                        "--size",
+                        str(size),
+                        "--lr",
+                        repr(lr),
+                    ]
+                )  # fmt: skip
             )
-        )
+            _log(f"eval AUC {runs[-1]['eval_auc']:.4f}")
+        best = max(runs, key=lambda r: r["eval_auc"])
+        best["grid"] = {f"{r['lr']:g}": round(r["eval_auc"], 4) for r in runs}
+        rows.append(best)
     path = write_results(
         args.profile, profile, rows, data_summary, time.time() - start, out_md, work
     )

@@ -57,7 +57,12 @@ NODE_IDS = {
 
 
 def ensure_synthetic_data(
-    data_root: str, *, patients: int, rows: int, seed: int = SYNTHETIC_SEED
+    data_root: str,
+    *,
+    patients: int,
+    rows: int,
+    seed: int = SYNTHETIC_SEED,
+    fine_detail: bool = True,
 ) -> dict:
     """Generates the synthetic data set into ``data_root`` unless it is there.
 
@@ -67,13 +72,25 @@ def ensure_synthetic_data(
     from morphhr_tf.data.synthetic import generate
 
     marker = os.path.join(data_root, _SYNTHETIC_DONE)
-    wanted = {"patients": patients, "rows": rows, "seed": seed}
+    wanted = {
+        "patients": patients,
+        "rows": rows,
+        "seed": seed,
+        "fine_detail": fine_detail,
+    }
     if os.path.exists(marker):
         with open(marker) as f:
             done = json.load(f)
         if {k: done.get(k) for k in wanted} == wanted:
             return done
-    info = generate(data_root, patients=patients, seed=seed, rows=rows)
+    info = generate(
+        data_root,
+        patients=patients,
+        seed=seed,
+        rows=rows,
+        fine_detail=fine_detail,
+        progress=True,
+    )
     info.update(wanted)
     with open(marker, "w") as f:
         json.dump(info, f, indent=2)

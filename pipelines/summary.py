@@ -218,6 +218,13 @@ def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> 
         if "train_seconds" in training:
             parts.append(f"train_seconds={training['train_seconds']}")
         lines.append("training: " + ", ".join(parts))
+        gain = training.get("resolution_gain")
+        if gain and "auc_base" in training:
+            lines.append(
+                f"resolution: eval AUC {gain['auc_final']:.3f} (MorphHR) vs "
+                f"{gain['auc_base']:.3f} (base): {gain['difference']:+.3f}, "
+                f"DeLong p = {gain['delong_p']:.2g}"
+            )
     aucs = summary.get("aucs") or {}
     for name in sorted(aucs, key=lambda n: (n != "overall", n)):
         auc = aucs[name]

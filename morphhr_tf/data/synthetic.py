@@ -241,6 +241,42 @@ def _window(
     return float(center), float(width)
 
 
+#: Fine-detail mode: speck sigma, cluster radius (mm) and speck brightness,
+#: and white noise of this standard deviation in a 0.8 mm pixel (it scales as
+#: 1 / pixel side, like quantum noise), as in `morphhr_tf.synthetic.fine_detail`
+#: at 256 px over the 204.8 mm field.
+FINE_DETAIL_SPECK_MM = 0.48
+FINE_DETAIL_CLUSTER_MM = 9.0
+FINE_DETAIL_AMPLITUDE = 0.45
+FINE_DETAIL_NOISE = 0.03
+
+
+def _add_fine_detail(
+    rng: np.random.Generator, image: np.ndarray, spacing: float, *, malignant: bool
+) -> None:
+    from scipy import ndimage
+
+    from morphhr_tf.synthetic.fine_detail import SPECKS, draw_specks
+
+    breast = ndimage.binary_erosion(image > 0.1, iterations=max(int(3 / spacing), 1))
+    draw_specks(
+        rng,
+        image,
+        inside=breast,
+        clustered=malignant,
+        n=int(rng.integers(SPECKS[0], SPECKS[1] + 1)),
+        sigma=FINE_DETAIL_SPECK_MM / spacing,
+        amplitude=FINE_DETAIL_AMPLITUDE,
+        cluster_radius=FINE_DETAIL_CLUSTER_MM / spacing,
+        center_inside=ndimage.binary_erosion(
+            breast, iterations=max(int(FINE_DETAIL_CLUSTER_MM / spacing), 1)
+        ),
+    )
+    noise = FINE_DETAIL_NOISE * 0.8 / spacing
+    image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(noise)
+    np.clip(image, 0.0, 1.0, out=image)
+
+
 def _write_dicom(
     path: str,
     pixels: np.ndarray,
@@ -352,6 +388,7 @@ def generate(
     malignant_fraction: float = 0.5,
     test_fraction: float = 0.2,
     markers: float = 0.5,
+    fine_detail: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Writes a synthetic CBIS-DDSM download to ``out_dir``.
@@ -369,6 +406,11 @@ def generate(
         malignant_fraction: fraction of patients whose findings are malignant.
         test_fraction: fraction of patients in the official Test split.
         markers: fraction of images with a burned-in laterality marker.
+        fine_detail: also draw the fine-detail signal in every image: the same
+            number of sub-millimetre specks (:data:`FINE_DETAIL_SPECK_MM`),
+            one tight cluster in an image with a malignant finding and
+            scattered over the breast otherwise, so that resolution carries
+            information (see :mod:`morphhr_tf.synthetic.fine_detail`).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -429,6 +471,13 @@ def generate(
             findings=case.findings,
             marker=bool(crng.uniform() < markers),
         )
+        if fine_detail:
+            _add_fine_detail(
+                np.random.default_rng([seed, 4, index]),
+                image,
+                spacing,
+                malignant=any(f.malignant for f in case.findings),
+            )
         monochrome1 = bool(crng.uniform() < 0.5)
         voi = str(crng.choice(["LINEAR", "SIGMOID", "NONE"], p=[0.6, 0.25, 0.15]))
         stored = _to_stored(image, monochrome1)
@@ -696,6 +745,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--malignant-fraction", type=float, default=0.5)
     parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument(
+        "--fine-detail",
+        action="store_true",
+        help="add the fine-detail signal (sub-millimetre speck clusters in "
+        "malignant images, scattered specks elsewhere)",
+    )
     args = parser.parse_args(argv)
     summary = generate(
         args.out,
@@ -707,6 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         rois=not args.no_rois,
         malignant_fraction=args.malignant_fraction,
         test_fraction=args.test_fraction,
+        fine_detail=args.fine_detail,
         progress=sys.stderr.isatty(),
     )
     print(json.dumps(summary, indent=2))

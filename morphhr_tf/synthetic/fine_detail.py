@@ -254,7 +254,8 @@ def oracle_scores(
         hp = image - smooth
         # Skin line and background: keep only pixels well inside the breast.
         breast = ndimage.binary_erosion(smooth > 0.2, iterations=4)
-        sigma = 1.4826 * np.median(np.abs(hp - np.median(hp))) + 1e-12
+        inner = hp[breast] if breast.any() else hp.ravel()
+        sigma = 1.4826 * np.median(np.abs(inner - np.median(inner))) + 1e-12
         peaks = (hp > threshold * sigma) & (hp == ndimage.maximum_filter(hp, 3))
         peaks &= breast
         counts = ndimage.uniform_filter(peaks.astype(np.float32), window) * window**2

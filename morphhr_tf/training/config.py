@@ -8,6 +8,10 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   final input size k * S (MorphHR); ``resnet18`` trains at ``resolution``.
 - ``width``: ResNet18 stem width (64 is the standard network).
 - ``front_channels`` / ``front_blocks``: the MorphHR full-resolution front.
+- ``detail_branch``: ``"zeros"`` (default), ``"antithetic"`` or ``"none"``:
+  MorphHR's full-resolution, max-pooled detail branch and its exact
+  initialisation (:mod:`morphhr_tf.models.detail_branch`). Without it MorphHR
+  does not learn structures a pixel or two wide (``docs/results.md``).
 - ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
   ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
   ``train_args.num_steps``.
@@ -46,6 +50,7 @@ from morphhr_tf.training.precision import PRECISIONS
 from morphhr_tf.training.strategy import STRATEGIES
 
 MODELS = ("morphhr", "resnet18")
+DETAIL_BRANCHES = ("zeros", "antithetic", "none")
 SCHEDULES = ("cosine", "constant")
 BALANCES = ("sample", "class_weight", "none")
 # custom_config keys of tfx.extensions.google_cloud_ai_platform (its executor
@@ -63,6 +68,7 @@ class TrainingConfig:
     width: int = 16
     front_channels: int = 8
     front_blocks: int = 2
+    detail_branch: str = "zeros"
     base_steps: int = 100
     epochs: int = 2
     batch_size: int = 16
@@ -84,6 +90,7 @@ class TrainingConfig:
             ("model", MODELS),
             ("schedule", SCHEDULES),
             ("balance", BALANCES),
+            ("detail_branch", DETAIL_BRANCHES),
             ("precision", PRECISIONS),
             ("strategy", STRATEGIES),
         ):

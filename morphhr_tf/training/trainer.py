@@ -329,7 +329,8 @@ def train(
     else:
         with strategy.scope():
             _compile(base, optimizer(max(steps, 1)))
-    summary["auc_base"] = _evaluate_auc(base, eval_ds)
+    p_base, base_labels = _predict(base, eval_ds)
+    summary["auc_base"] = _auc(base_labels, p_base)
     _log(f"eval AUC of the base at {base_size} px: {summary['auc_base']:.4f}")
     if config.model == "resnet18":
         summary["auc_final"] = summary["auc_base"]
@@ -345,6 +346,9 @@ def train(
             config.resolution,
             front_channels=config.front_channels,
             front_blocks=config.front_blocks,
+            detail_branch=(
+                None if config.detail_branch == "none" else config.detail_branch
+            ),
             # Every worker (and every rerun) must draw the same front.
             seed=config.seed,
         )
@@ -383,9 +387,40 @@ def train(
         strategy=strategy,
     )
     summary["stage2_seconds"] = round(time.time() - start, 1)
-    summary["auc_final"] = _evaluate_auc(model, eval_ds)
-    _log(f"eval AUC after stage 2: {summary['auc_final']:.4f}")
+    p_final, labels = _predict(model, eval_ds)
+    summary["auc_final"] = _auc(labels, p_final)
+    summary["resolution_gain"] = resolution_gain(
+        labels, p_base, p_final, base_labels=base_labels
+    )
+    gain = summary["resolution_gain"]
+    _log(
+        f"eval AUC after stage 2: {summary['auc_final']:.4f} at {config.resolution} px "
+        f"against the base's {summary['auc_base']:.4f} at {base_size} px: "
+        f"{gain['difference']:+.4f}, DeLong p = {gain['delong_p']:.3g}"
+    )
     return model, summary
+
+
+def resolution_gain(labels, p_base, p_final, *, base_labels=None) -> dict[str, float]:
+    """Eval AUC of MorphHR minus the base's, with DeLong's paired test.
+
+    Both models predict the same eval images in the same (unshuffled) order;
+    `base_labels` (the base's pass) is checked against `labels` to prove it.
+    """
+    from morphhr_tf.evaluation.metrics import delong_test
+
+    if base_labels is not None and not np.array_equal(labels, base_labels):
+        raise ValueError("the base and MorphHR eval passes saw different images")
+    if labels.min() == labels.max():
+        nan = float("nan")
+        return {"difference": nan, "delong_p": nan, "auc_base": nan, "auc_final": nan}
+    result = delong_test(labels, p_final, p_base)
+    return {
+        "auc_base": result.auc_b,
+        "auc_final": result.auc_a,
+        "difference": result.difference,
+        "delong_p": result.p_value,
+    }
 
 
 def run_fn(fn_args) -> None:

@@ -1,0 +1,61 @@
+"""The GPU check and the fine-detail sweep run end to end at tiny sizes.
+
+They are written for a machine without TensorFlow (Keras on JAX); here they
+run on the TensorFlow backend with ``--dry-run``, the same code path.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(args, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=600, check=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_every_configuration(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    done = _run(["benchmarks/gpu_check.py", "--dry-run", "--out", str(out)], tmp_path)
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["model"], r["size"]) for r in rows} == {
+        (m, s) for m in ("resnet18", "morphhr") for s in (32, 64)
+    }
+    for row in rows:
+        assert "error" not in row, row
+        assert row["img_per_s"] > 0 and row["peak_mb"] > 0
+    assert "MorphHR / ResNet18 throughput" in done.stdout
+
+
+@pytest.mark.slow
+def test_fine_detail_sweep_and_report(tmp_path):
+    out = tmp_path / "sweep.json"
+    rows = "resnet18_S,morphhr_detail_4S,detector_4S"
+    _run(
+        ["benchmarks/fine_detail_sweep.py", "--dry-run", "--rows", rows,
+         "--lrs", "1e-3/3e-3", "--out", str(out)],
+        tmp_path,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    runs = result["rows"]
+    assert [(r["row"], r["lr"]) for r in runs] == [
+        (name, lr) for name in rows.split(",") for lr in (1e-3, 3e-3)
+    ]
+    for run in runs:
+        assert "error" not in run, run
+        assert len(run["test"]) == len(result["test_labels"])
+    morph = next(r for r in runs if r["row"] == "morphhr_detail_4S")
+    small = next(r for r in runs if r["row"] == "resnet18_S")
+    assert morph["size"] == 4 * small["size"]
+    table = _run(["benchmarks/fine_detail_report.py", str(out)], tmp_path).stdout
+    assert table.count("\n| ") == 3 + 1  # header + one line per row
+    assert "morphhr_detail_4S" in table
