@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.metrics import average_precision_score, precision_recall_curve  # noqa: E402
 
 from morphhr_tf.evaluation import metrics as M  # noqa: E402
 
@@ -105,11 +106,10 @@ def plot_precision_recall(
     fig, ax = plt.subplots(figsize=(5.2, 5))
     for name, (labels, scores) in curves.items():
         y, s = M._check_binary(labels, scores)
-        order = np.argsort(-s, kind="mergesort")
-        tp = np.cumsum(y[order])
-        k = np.arange(1, y.size + 1)
-        precision, recall = tp / k, tp / y.sum()
-        ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+        # scikit-learn's curve groups tied scores into one threshold, so the
+        # AP does not depend on the order of tied rows.
+        precision, recall, _ = precision_recall_curve(y, s)
+        ap = float(average_precision_score(y, s))
         ax.step(recall, precision, where="post", lw=1.6, label=f"{name}: AP {ap:.3f}")
     prevalence = float(np.mean(np.asarray(next(iter(curves.values()))[0])))
     ax.axhline(prevalence, ls="--", color="grey", lw=0.8, label="chance")

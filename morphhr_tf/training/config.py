@@ -58,6 +58,23 @@ BALANCES = ("sample", "class_weight", "none")
 PLATFORM_KEY_PREFIX = "ai_platform_"
 
 
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    """A strict boolean: JSON or string ``"false"`` is False, ``"maybe"`` an error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(
+        f"{key} must be a boolean (true/false, 1/0, yes/no). Received: {value!r}"
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """Validated training options (see the module docstring for each key)."""
@@ -157,7 +174,7 @@ class TrainingConfig:
             default = known[key].default
             # JSON round trips turn ints into floats and vice versa.
             if isinstance(default, bool):
-                value = bool(value)
+                value = _parse_bool(key, value)
             elif isinstance(default, int) and isinstance(value, float):
                 if value != int(value):
                     raise ValueError(f"{key} must be an integer. Received: {value}")

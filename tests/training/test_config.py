@@ -34,3 +34,26 @@ def test_resnet18_scale_is_one():
 def test_invalid_options_are_refused_with_the_value(options, message):
     with pytest.raises(ValueError, match=message):
         TrainingConfig.from_custom_config(options)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(True, True), (False, False), ("false", False), ("False", False), ("0", False),
+     ("no", False), ("true", True), ("1", True), (1, True), (0, False)],
+)  # fmt: skip
+def test_booleans_are_parsed_strictly(value, expected):
+    config = TrainingConfig.from_custom_config({"augment": value})
+    assert config.augment is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "", 2, None, [True]])
+def test_unclear_booleans_are_refused(value):
+    with pytest.raises(ValueError, match="augment must be a boolean"):
+        TrainingConfig.from_custom_config({"augment": value})
+
+
+def test_detail_branch_is_validated():
+    assert TrainingConfig().detail_branch == "zeros"
+    assert TrainingConfig(detail_branch="none").detail_branch == "none"
+    with pytest.raises(ValueError, match="detail_branch must be one of"):
+        TrainingConfig(detail_branch="ones")
