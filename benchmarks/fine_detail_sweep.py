@@ -176,6 +176,13 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=",".join(ROWS))
     p.add_argument("--row-lrs", default="", help="row=lr1/lr2,... overrides --lrs")
     p.add_argument("--precision", default="float32")
+    p.add_argument(
+        "--base-data",
+        choices=["pretrain", "train"],
+        default="pretrain",
+        help="train the base on the disjoint pretraining pool (a stand-in for "
+        "ImageNet) or, as the pipeline's stage 1 does, on the rows' own train split",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="tiny sizes, any device")
     args = p.parse_args(argv)
@@ -229,6 +236,8 @@ def main(argv=None) -> int:
             json.dump(result, f)
 
     base = resnet18((sizes["S"], sizes["S"], 1), width=args.width)
+    if args.base_data == "train":
+        pre_small, pre_y = data["S"]["train"]
     seconds, loss = train(
         base, pre_small, pre_y, lr=1e-3, steps=args.base_steps, batch=args.batch,
         seed=args.seed, trunk_multiplier=1.0,

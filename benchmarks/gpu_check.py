@@ -8,7 +8,7 @@ configuration runs in a fresh subprocess, so its peak memory is its own:
     python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check.json  # CPU, tiny
 
 Configurations: ResNet18 (full width 64) at S and MorphHR-ResNet18 (base at
-224 px, 8-channel 2-block front) at S, for S in ``--sizes`` and batch in
+224 px, 8-channel 2-block front, detail branch as ``--detail-branch``) at S, for S in ``--sizes`` and batch in
 ``--batches``, mixed precision, AdamW, random images; the first
 ``--warmup`` steps (tracing and compilation) are not timed.
 """
@@ -62,7 +62,10 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
         model = resnet18((size, size, 1), width=args.width)
     else:
         base = resnet18((args.base_size, args.base_size, 1), width=args.width)
-        model = build_morphhr(base, size, front_channels=8, seed=0)
+        branch = None if args.detail_branch == "none" else args.detail_branch
+        model = build_morphhr(
+            base, size, front_channels=8, detail_branch=branch, seed=0
+        )
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
@@ -92,6 +95,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--precision", default="mixed_bfloat16")
+    p.add_argument(
+        "--detail-branch",
+        default="zeros",
+        choices=["zeros", "antithetic", "none"],
+        help="MorphHR's detail branch (the trainer's default: zeros)",
+    )
     p.add_argument("--timeout", type=int, default=240, help="seconds per config")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
     p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:batch (child)

@@ -1,7 +1,7 @@
 """The paper's table on the synthetic benchmark: ResNet18 fine-tuned at S
 against MorphHR-ResNet18 at S, for S in the profile's sizes.
 
-    python benchmarks/paper_table.py --profile cpu     # writes docs/results.md
+    python benchmarks/paper_table.py --profile cpu     # docs/results_paper_table_cpu.md
     python benchmarks/paper_table.py --profile gpu
     python benchmarks/paper_table.py --profile smoke   # a minute, tiny sizes
 
@@ -416,7 +416,9 @@ def main(argv=None) -> int:
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     p.add_argument("--work-dir", default=None)
     p.add_argument(
-        "--out", default=None, help="markdown output (default docs/results.md)"
+        "--out",
+        default=None,
+        help="markdown output (default docs/results_paper_table_cpu.md)",
     )
     p.add_argument("--workers", type=int, default=2, help="Beam ingest workers")
     p.add_argument("--stage", choices=["base", "row"], help=argparse.SUPPRESS)
@@ -459,7 +461,7 @@ def main(argv=None) -> int:
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out_md = args.out or (
-        os.path.join(root, "docs", "results.md")
+        os.path.join(root, "docs", "results_paper_table_cpu.md")
         if args.profile == "cpu"
         else os.path.join(work, f"results_{args.profile}.md")
     )

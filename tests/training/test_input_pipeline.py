@@ -89,3 +89,24 @@ def test_augmentation_is_seeded_small_and_in_range():
 def test_missing_files_are_reported(tmp_path):
     with pytest.raises(ValueError, match="No TFRecord"):
         make_dataset(str(tmp_path / "*.gz"), image_size=8, batch_size=1, training=False)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_default_augmentation_keeps_one_pixel_specks_sharp(seed):
+    """The default shift copies pixels; the bilinear affine blurs specks."""
+    image = np.full((64, 64, 1), 0.4, np.float32)
+    image[20, 30, 0] = image[40, 12, 0] = 0.9
+    x = tf.constant(image)
+    sharp = augment_image(x, tf.constant([seed, 7])).numpy()
+    blurred = augment_image(x, tf.constant([seed, 7]), resample=True).numpy()
+
+    def contrast(a):
+        return float(a.max() - np.median(a[a > 0]))
+
+    # Only the pointwise intensity jitter (gamma, contrast) changes the peak.
+    assert contrast(sharp) >= 0.75 * contrast(image)
+    # Whole-pixel shift: the speck is still one pixel, its neighbours flat.
+    r, c = np.unravel_index(np.argmax(sharp[..., 0]), (64, 64))
+    neighbours = sharp[r - 1 : r + 2, c - 1 : c + 2, 0].ravel()
+    assert np.sum(neighbours > np.median(sharp[sharp > 0]) + 0.05) == 1
+    assert contrast(blurred) < contrast(sharp)
