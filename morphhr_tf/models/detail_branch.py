@@ -43,39 +43,27 @@ L = keras.layers
 
 def _detector(x, channels: Sequence[int], prefix: str, seed: int | None = None):
     """The detector's layers; returns the globally max-pooled features."""
-    c0, c1, c2, c3 = channels
 
-    def init(i):
-        if seed is None:
-            return "glorot_uniform"
-        return keras.initializers.GlorotUniform(seed=seed * 16 + i)
-
-    for i, c in enumerate((c0, c1)):
-        x = L.Conv2D(
-            c,
+    def conv(x, i, bias=False):
+        init = "glorot_uniform"
+        if seed is not None:
+            init = keras.initializers.GlorotUniform(seed=seed * 16 + i)
+        return L.Conv2D(
+            channels[i],
             3,
             padding="same",
-            use_bias=False,
-            kernel_initializer=init(i),
+            use_bias=bias,
+            kernel_initializer=init,
             name=f"{prefix}{i}_conv",
         )(x)
+
+    for i in range(3):
+        x = conv(x, i)
         x = L.BatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
-    x = L.MaxPooling2D(2, name=f"{prefix}1_pool")(x)
-    x = L.Conv2D(
-        c2,
-        3,
-        padding="same",
-        use_bias=False,
-        kernel_initializer=init(2),
-        name=f"{prefix}2_conv",
-    )(x)
-    x = L.BatchNormalization(name=f"{prefix}2_bn")(x)
-    x = L.Activation("relu", name=f"{prefix}2_relu")(x)
-    x = L.MaxPooling2D(2, name=f"{prefix}2_pool")(x)
-    x = L.Conv2D(
-        c3, 3, padding="same", kernel_initializer=init(3), name=f"{prefix}3_conv"
-    )(x)
+        if i:  # full resolution for the first two blocks, then /2, then /4
+            x = L.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
+    x = conv(x, 3, bias=True)
     return L.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
 
 
