@@ -365,7 +365,8 @@ def write_results(profile_name, profile, rows, data_summary, wall, out_md, work)
     table = "\n".join(lines)
     print(table)
     plot_dir = os.path.dirname(out_md)
-    stem = f"results_{profile_name}" + (
+    # The ROC figure sits beside the markdown, named after it.
+    stem = os.path.splitext(os.path.basename(out_md))[0] + (
         ""
         if profile.steps == PROFILES[profile_name].steps
         else f"_steps{profile.steps}"
