@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import morphhr_tf  # noqa: E402,F401  (runtime policy)
 from morphhr_tf.evaluation.metrics import auc  # noqa: E402
 from morphhr_tf.models import build_morphhr, resnet18  # noqa: E402
+from morphhr_tf.models.compute import forward_macs  # noqa: E402
 from morphhr_tf.models.detail_branch import DETAIL_PREFIX, add_detail_branch  # noqa: E402
 from morphhr_tf.models.morphhr import MORPHHR_PREFIX  # noqa: E402
 from morphhr_tf.synthetic import fine_detail  # noqa: E402
@@ -140,19 +141,6 @@ def train(model, x, y, *, lr, steps, batch, seed, trunk_multiplier, new_prefixes
     history = model.fit(Batches(x, y, batch, steps, seed), epochs=1, verbose=0)
     seconds = time.perf_counter() - start
     return seconds, float(history.history["loss"][-1])
-
-
-def forward_macs(model: keras.Model) -> int:
-    """Multiply-accumulates of one forward pass (convolutions and dense layers)."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            kh, kw, c_in, _ = layer.kernel.shape
-            total += h * w * c_out * kh * kw * c_in
-        elif isinstance(layer, keras.layers.Dense):
-            total += int(np.prod(layer.kernel.shape))
-    return int(total)
 
 
 def predict(model, x, batch=64):

@@ -26,22 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def _forward_flops(model) -> float:
-    """Forward FLOPs per image of the model's Conv2D and Dense layers."""
-    import keras
-
-    total = 0.0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            kh, kw, cin, _ = layer.kernel.shape
-            total += 2.0 * h * w * kh * kw * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            cin, cout = layer.kernel.shape
-            total += 2.0 * cin * cout
-    return total
-
-
 def _build(kind: str, size: int, base_size: int, width: int, channels: int):
     from morphhr_tf.models import build_morphhr, resnet18
 
@@ -68,6 +52,8 @@ def worker(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
+    from morphhr_tf.models.compute import forward_macs
+
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
     model = _build(args.model, args.size, args.base_size, args.width, args.channels)
@@ -89,7 +75,7 @@ def worker(args) -> dict:
         loss = model.train_on_batch(x, y)
     elapsed = time.perf_counter() - start
     peak, what = _peak_memory_mb()
-    flops = 3.0 * _forward_flops(model)
+    flops = 3.0 * 2.0 * forward_macs(model)  # 2 FLOPs per MAC, x3 for training
     images_per_s = args.batch * args.steps / elapsed
     return {
         "model": args.model,

@@ -28,14 +28,18 @@ _TRUTHY = {"1", "true", "yes", "on"}
 MODEL_SIDE_ENV = "MORPHHR_MODEL_SIDE_ONLY"
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUTHY
+
+
 def model_side_only() -> bool:
     """Whether the process uses only the backend-agnostic model side."""
-    return os.environ.get(MODEL_SIDE_ENV, "").strip().lower() in _TRUTHY
+    return _env_flag(MODEL_SIDE_ENV)
 
 
 def is_verbose() -> bool:
     """Whether the user asked for TensorFlow's and absl's full logging."""
-    return os.environ.get(VERBOSE_ENV, "").strip().lower() in _TRUTHY
+    return _env_flag(VERBOSE_ENV)
 
 
 def configure(verbose: bool | None = None) -> None:
