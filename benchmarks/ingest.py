@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from morphhr_tf.data import load_source
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     os.environ.setdefault("MORPHHR_SALT", "benchmark-salt")
     with tempfile.TemporaryDirectory(prefix="morphhr_bench_") as tmp:

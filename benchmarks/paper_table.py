@@ -7,7 +7,7 @@ against MorphHR-ResNet18 at S, for S in the profile's sizes.
 
 Protocol (same for every row):
 
-1. A synthetic CBIS-DDSM tree (``morphhr_tf.data.synthetic``) is ingested once
+1. A synthetic CBIS-DDSM tree (``morphhr_tf.synthetic.cbis_ddsm``) is ingested once
    at the largest S: official train/test split by patient, eval carved from
    train by patient. The test patients are never seen in training.
 2. One base ResNet18 is trained at the smallest S (the stand-in for the
@@ -106,7 +106,7 @@ def _split_glob(data_dir: str, split: str) -> str:
 def prepare_data(profile: Profile, work: str, workers: int) -> dict:
     """Generates and ingests the synthetic set once (reused when present)."""
     from morphhr_tf.data.ingest import run_ingest
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     raw, data = os.path.join(work, "synthetic"), os.path.join(work, "tfrecords")
     summary_path = os.path.join(data, "summary.json")

@@ -134,7 +134,7 @@ def _synthetic_tfrecords(size: int) -> str:
     import tempfile
 
     from morphhr_tf.data.ingest import run_ingest
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     tmp = tempfile.mkdtemp(prefix="morphhr_throughput_")
     generate(os.path.join(tmp, "raw"), patients=6, seed=0, rows=1024)

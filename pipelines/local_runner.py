@@ -69,7 +69,7 @@ def ensure_synthetic_data(
     A marker file records the generation arguments; a data set made with
     other arguments is regenerated.
     """
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     marker = os.path.join(data_root, _SYNTHETIC_DONE)
     wanted = {

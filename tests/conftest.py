@@ -17,3 +17,14 @@ def mixed_bfloat16():
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory):
+    """A synthetic CBIS-DDSM tree: 6 patients, 256-row images, uid layout
+    (used by tests/data and tests/synthetic)."""
+    from morphhr_tf.synthetic.cbis_ddsm import generate
+
+    root = tmp_path_factory.mktemp("cbis_small")
+    summary = generate(root, patients=6, seed=7, rows=256)
+    return root, summary

@@ -1,4 +1,4 @@
-"""DICOM reading, preprocessing, data set adapters, splits, synthetic data.
+"""DICOM reading, preprocessing, data set adapters, splits.
 
 Light imports only: TensorFlow (the codec) and Apache Beam (the ingest) load
 when :mod:`morphhr_tf.data.tfrecord_codec` / :mod:`morphhr_tf.data.ingest`

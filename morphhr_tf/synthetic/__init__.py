@@ -1,1 +1,13 @@
-"""Synthetic data sets the project generates for tests, demos and benchmarks."""
+"""Synthetic data sets the project generates for tests, demos and benchmarks.
+
+Generators (import the module you need; nothing is imported here):
+
+- :mod:`morphhr_tf.synthetic.cbis_ddsm`: a CBIS-DDSM-shaped tree of valid MG
+  DICOM files with the case-description CSVs and TCIA's ``metadata.csv``,
+  optionally with the fine-detail specks
+  (``python -m morphhr_tf.synthetic.cbis_ddsm --out DIR --patients N --seed S``);
+- :mod:`morphhr_tf.synthetic.render`: the mammogram renderer it uses (breast
+  shape, power-law parenchyma, pectoral muscle, masses, calcifications);
+- :mod:`morphhr_tf.synthetic.fine_detail`: the fine-detail task, numpy arrays
+  whose label is visible at high resolution only.
+"""

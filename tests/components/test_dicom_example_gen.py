@@ -16,7 +16,7 @@ from tfx.utils import proto_utils
 from components.dicom_example_gen import DicomExampleGen, IngestRejects
 from components.dicom_example_gen import executor as executor_lib
 from morphhr_tf.data.ingest import PRIVATE_REJECTS_FILE, REJECT_COLUMNS, redact_path
-from morphhr_tf.data.synthetic import generate
+from morphhr_tf.synthetic.cbis_ddsm import generate
 
 SIZE = 32
 SALT = "component-test-salt"

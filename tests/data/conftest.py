@@ -1,4 +1,6 @@
-"""Fixtures of the data tests: a DICOM factory and small synthetic trees."""
+"""Fixtures of the data tests: a DICOM factory and a PHI collector (the small
+synthetic tree, ``small_tree``, is in tests/conftest.py, shared with
+tests/synthetic)."""
 
 from __future__ import annotations
 
@@ -106,16 +108,6 @@ def make_dicom():
 def phi_of():
     """The :func:`header_phi` collector."""
     return header_phi
-
-
-@pytest.fixture(scope="session")
-def small_tree(tmp_path_factory):
-    """A synthetic CBIS-DDSM tree: 6 patients, 256-row images, uid layout."""
-    from morphhr_tf.data.synthetic import generate
-
-    root = tmp_path_factory.mktemp("cbis_small")
-    summary = generate(root, patients=6, seed=7, rows=256)
-    return root, summary
 
 
 def header_phi(root) -> set[str]:

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from morphhr_tf.data import load_source
-from morphhr_tf.data.synthetic import generate
+from morphhr_tf.synthetic.cbis_ddsm import generate
 
 
 def _csv_truth(root):

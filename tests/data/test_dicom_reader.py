@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydicom.uid import JPEG2000, JPEG2000Lossless, RLELossless
 
 from morphhr_tf.data import DicomRejected, read_mammogram
-from morphhr_tf.data.synthetic_render import render_mammogram
+from morphhr_tf.synthetic.render import render_mammogram
 
 TEST_FILES = os.path.dirname(
     pydicom.data.get_testdata_file("CT_small.dcm", download=False)
@@ -141,7 +141,7 @@ def test_lut_table_equals_pydicom_applied_to_the_image(tmp_path, make_dicom):
 
 @pytest.mark.parametrize("function", ["LINEAR", "SIGMOID", None])
 def test_monochrome1_and_monochrome2_decode_alike(tmp_path, function, make_dicom):
-    from morphhr_tf.data.synthetic import _to_stored, _window
+    from morphhr_tf.synthetic.cbis_ddsm import _to_stored, _window
 
     image, _, _ = render_mammogram(3, rows=128)
     m2 = _to_stored(image, False)

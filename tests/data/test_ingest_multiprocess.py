@@ -40,7 +40,7 @@ def _records(out_dir, split) -> collections.Counter:
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     root = tmp_path_factory.mktemp("cbis_mp")
     generate(root, patients=4, seed=0, rows=256)

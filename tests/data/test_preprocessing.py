@@ -15,7 +15,7 @@ from morphhr_tf.data.preprocessing import (
     area_matrix,
     area_resize,
 )
-from morphhr_tf.data.synthetic_render import render_mammogram
+from morphhr_tf.synthetic.render import render_mammogram
 
 
 def reference_area_resize(image, height, width):

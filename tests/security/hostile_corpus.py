@@ -250,7 +250,7 @@ def _patch_jpeg_sof(data: bytes, width: int, height: int) -> bytes:
 
 def synthetic_mammograms(folder: str) -> list[str]:
     """Four full synthetic mammograms (one patient, 256 rows) from our generator."""
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     generate(folder, patients=1, seed=11, rows=256, rois=False, metadata=False)
     found = []

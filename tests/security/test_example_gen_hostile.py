@@ -30,7 +30,7 @@ SALT = "example-gen-hostile-salt"
 @pytest.fixture(scope="module")
 def spoiled_tree(tmp_path_factory):
     """8 synthetic patients; one full image per hostile kind spoiled in place."""
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     root = tmp_path_factory.mktemp("eg_hostile") / "cbis"
     generate(str(root), patients=8, seed=5, rows=96, rois=False)

@@ -122,7 +122,7 @@ class Run:
 def runs(tmp_path_factory):
     """Four runs on one work dir: SIGTERM'd and SIGKILL'd during training, a
     complete rerun, and one with a Trainer config that fails."""
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     base = tmp_path_factory.mktemp("pipeline_run")
     data_root = base / "data" / "cbis"

@@ -24,7 +24,7 @@ def saved_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def dicom_files(tmp_path_factory):
     """Full-field synthetic mammograms (DICOM), 128 px tall."""
-    from morphhr_tf.data.synthetic import generate
+    from morphhr_tf.synthetic.cbis_ddsm import generate
 
     root = tmp_path_factory.mktemp("dicom")
     generate(str(root), patients=1, seed=0, rows=128, rois=False)

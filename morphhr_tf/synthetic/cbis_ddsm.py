@@ -1,6 +1,6 @@
 """Synthetic CBIS-DDSM: a download-shaped tree of valid MG DICOM files.
 
-``python -m morphhr_tf.data.synthetic --out DIR --patients N --seed S`` writes
+``python -m morphhr_tf.synthetic.cbis_ddsm --out DIR --patients N --seed S`` writes
 
 - full mammograms (CC and MLO of both breasts per patient: the breast with
   the findings and a normal contralateral breast) as 12-bit-in-16 MG DICOM
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from morphhr_tf.data.synthetic_render import Finding, RenderedFinding, render_mammogram
+from morphhr_tf.synthetic.render import Finding, RenderedFinding, render_mammogram
 
 LAYOUTS = ("uid", "date", "date_v2")
 MG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography - For Presentation
@@ -438,7 +438,7 @@ def generate(
     ):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1]. Received: {name}={value}")
-    from morphhr_tf.data.synthetic_render import matrix_for_rows
+    from morphhr_tf.synthetic.render import matrix_for_rows
 
     rows, cols, spacing = matrix_for_rows(rows)
     out_dir = os.fspath(out_dir)
@@ -720,9 +720,10 @@ def _csv_row(kind, case, finding, abn, image_path, crop_path, roi_path, rng):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m morphhr_tf.data.synthetic --out DIR --patients N --seed S``."""
+    """CLI: ``python -m morphhr_tf.synthetic.cbis_ddsm --out DIR --patients N
+    --seed S``."""
     parser = argparse.ArgumentParser(
-        prog="python -m morphhr_tf.data.synthetic",
+        prog="python -m morphhr_tf.synthetic.cbis_ddsm",
         description="Write a synthetic CBIS-DDSM-shaped tree of MG DICOM files.",
     )
     parser.add_argument("--out", required=True, help="output folder")

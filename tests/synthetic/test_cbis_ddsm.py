@@ -14,13 +14,13 @@ import pytest
 
 from morphhr_tf.data import read_mammogram
 from morphhr_tf.data.preprocessing import area_resize
-from morphhr_tf.data.synthetic import (
+from morphhr_tf.synthetic.cbis_ddsm import (
     CALC_COLUMNS,
     MASS_COLUMNS,
     METADATA_COLUMNS,
     generate,
 )
-from morphhr_tf.data.synthetic_render import Finding, power_law_noise, render_mammogram
+from morphhr_tf.synthetic.render import Finding, power_law_noise, render_mammogram
 
 
 def _dicoms(root):
@@ -172,7 +172,7 @@ def test_cli_writes_a_tree(tmp_path):
         [
             sys.executable,
             "-m",
-            "morphhr_tf.data.synthetic",
+            "morphhr_tf.synthetic.cbis_ddsm",
             "--out",
             str(out),
             "--patients",
