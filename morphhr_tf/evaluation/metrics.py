@@ -3,8 +3,10 @@ confidence interval, DeLong's test for two correlated AUCs, and operating
 points (sensitivity at a fixed specificity and the converse).
 
 All functions take plain arrays (labels 0/1, scores of any monotone scale) and
-validate them first: one class only, NaN or infinite scores, mismatched lengths
-and empty inputs raise ``ValueError`` naming what was received.
+validate them first with :func:`check_binary`: one class only, NaN or infinite
+scores, mismatched lengths and empty inputs raise ``ValueError`` naming what
+was received. The one exception, :func:`roc_points`, takes arrays already
+checked (for fast bootstrap loops).
 
 References:
     DeLong, DeLong & Clarke-Pearson (1988), "Comparing the areas under two or
@@ -52,9 +54,18 @@ class DelongResult:
     p_value: float
 
 
-def _check_binary(
-    labels, scores, name: str = "scores"
-) -> tuple[np.ndarray, np.ndarray]:
+def check_binary(labels, scores, name: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    """Validated binary labels and scores, as ``(int64 labels, float64 scores)``.
+
+    Args:
+        labels: 1-D 0/1 labels with both classes present.
+        scores: 1-D finite scores, one per label.
+        name: how error messages name ``scores``.
+
+    Raises:
+        ValueError: on mismatched shapes or lengths, no cases, labels other
+            than 0/1, a single class, or NaN / infinite scores.
+    """
     y = np.asarray(labels)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 1 or s.ndim != 1:
@@ -101,7 +112,7 @@ def _auc_from_ranks(y: np.ndarray, s: np.ndarray) -> float:
 
 def auc(labels, scores) -> float:
     """Area under the ROC curve (equal to scikit-learn's ``roc_auc_score``)."""
-    y, s = _check_binary(labels, scores)
+    y, s = check_binary(labels, scores)
     return _auc_from_ranks(y, s)
 
 
@@ -143,7 +154,7 @@ def auc_with_ci(
         )
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1). Received: {confidence!r}")
-    y, s = _check_binary(labels, scores)
+    y, s = check_binary(labels, scores)
     pos, neg = s[y == 1], s[y == 0]
     rng = np.random.default_rng(seed)
     # Rank-based AUC of each replicate, vectorised over replicates:
@@ -186,7 +197,7 @@ def delong_covariance(labels, *score_sets) -> tuple[np.ndarray, np.ndarray]:
     if not score_sets:
         raise ValueError("delong_covariance needs at least one score array.")
     checked = [
-        _check_binary(labels, s, name=f"scores[{i}]") for i, s in enumerate(score_sets)
+        check_binary(labels, s, name=f"scores[{i}]") for i, s in enumerate(score_sets)
     ]
     y = checked[0][0]
     scores = np.stack([s for _, s in checked])  # (k, n)
@@ -238,8 +249,14 @@ def delong_test(labels, scores_a, scores_b) -> DelongResult:
     )
 
 
-def _roc(y: np.ndarray, s: np.ndarray):
-    """(fpr, tpr, thresholds) at every distinct score, highest threshold first."""
+def roc_points(y: np.ndarray, s: np.ndarray):
+    """(fpr, tpr, thresholds) at every distinct score, highest threshold first.
+
+    The first point is (0, 0) at threshold ``inf``. Unlike :func:`roc_curve`
+    this does not validate: ``y`` and ``s`` must come from
+    :func:`check_binary` (or be a resample of its output with both classes),
+    which keeps bootstrap loops cheap.
+    """
     order = np.argsort(-s, kind="mergesort")
     s_sorted, y_sorted = s[order], y[order]
     distinct = np.flatnonzero(np.diff(s_sorted)) if s.size > 1 else np.array([], int)
@@ -272,8 +289,8 @@ def sensitivity_at_specificity(
         ValueError: on invalid inputs or a target outside [0, 1].
     """
     _check_rate(specificity, "specificity")
-    y, s = _check_binary(labels, scores)
-    fpr, tpr, thr = _roc(y, s)
+    y, s = check_binary(labels, scores)
+    fpr, tpr, thr = roc_points(y, s)
     ok = (1.0 - fpr) >= specificity - 1e-12
     i = int(np.argmax(np.where(ok, tpr, -1.0)))
     return float(tpr[i]), float(thr[i])
@@ -291,8 +308,8 @@ def specificity_at_sensitivity(
         ValueError: on invalid inputs or a target outside [0, 1].
     """
     _check_rate(sensitivity, "sensitivity")
-    y, s = _check_binary(labels, scores)
-    fpr, tpr, thr = _roc(y, s)
+    y, s = check_binary(labels, scores)
+    fpr, tpr, thr = roc_points(y, s)
     ok = tpr >= sensitivity - 1e-12
     i = int(np.argmax(np.where(ok, 1.0 - fpr, -1.0)))
     return float(1.0 - fpr[i]), float(thr[i])
@@ -300,5 +317,5 @@ def specificity_at_sensitivity(
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated ``(fpr, tpr, thresholds)``, starting at (0, 0)."""
-    y, s = _check_binary(labels, scores)
-    return _roc(y, s)
+    y, s = check_binary(labels, scores)
+    return roc_points(y, s)

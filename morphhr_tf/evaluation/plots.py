@@ -40,14 +40,14 @@ def roc_band(labels, scores, *, n_bootstrap=200, seed=0, grid=None):
     Returns:
         ``(fpr_grid, tpr_low, tpr_high)``.
     """
-    y, s = M._check_binary(labels, scores)
+    y, s = M.check_binary(labels, scores)
     grid = np.linspace(0, 1, 101) if grid is None else grid
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     tprs = []
     for _ in range(n_bootstrap):
         idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        fpr, tpr, _ = M._roc(y[idx], s[idx])
+        fpr, tpr, _ = M.roc_points(y[idx], s[idx])
         tprs.append(np.interp(grid, fpr, tpr))
     lo, hi = np.quantile(np.asarray(tprs), [0.025, 0.975], axis=0)
     return grid, lo, hi
@@ -105,7 +105,7 @@ def plot_precision_recall(
     _check_curves(curves)
     fig, ax = plt.subplots(figsize=(5.2, 5))
     for name, (labels, scores) in curves.items():
-        y, s = M._check_binary(labels, scores)
+        y, s = M.check_binary(labels, scores)
         # scikit-learn's curve groups tied scores into one threshold, so the
         # AP does not depend on the order of tied rows.
         precision, recall, _ = precision_recall_curve(y, s)
@@ -127,7 +127,7 @@ def calibration_bins(labels, scores, n_bins: int = 10):
     Raises:
         ValueError: if scores fall outside [0, 1] (they must be probabilities).
     """
-    y, s = M._check_binary(labels, scores)
+    y, s = M.check_binary(labels, scores)
     if s.min() < 0 or s.max() > 1:
         raise ValueError(
             "Calibration needs probabilities in [0, 1]. Received scores in "

@@ -14,7 +14,7 @@ from morphhr_tf.layers import PActivation
 from morphhr_tf.models.detail_branch import INITS as DETAIL_INITS
 from morphhr_tf.models.detail_branch import add_detail_branch
 from morphhr_tf.morph import deepen, enlarge_kernel, weight_maps, widen
-from morphhr_tf.morph.graph import Graph, copy_weights, replay
+from morphhr_tf.morph.graph import Graph, copy_weights, input_name, replay
 
 #: Prefix of every layer :func:`build_morphhr` adds (front and downsampler).
 MORPHHR_PREFIX = "morphhr_"
@@ -179,7 +179,7 @@ def build_morphhr(
     inputs = keras.Input(
         shape=(input_size, input_size, channels),
         dtype=image.dtype,
-        name=image._keras_history.operation.name,
+        name=input_name(image),
     )
     x, weights, in_channels = inputs, {}, channels
     for i in range(front_blocks):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from morphhr_tf.morph import layer_kinds, weight_maps
-from morphhr_tf.morph.graph import Graph, describe, rebuild
+from morphhr_tf.morph.graph import Graph, describe, input_name, rebuild
 
 L = keras.layers
 
@@ -101,6 +101,6 @@ def collapse_input_channels(model: keras.Model) -> keras.Model:
                     "parameter-free spatial / element-wise layers may sit "
                     "between the input and its Conv2D / Dense layers."
                 )
-    name = image._keras_history.operation.name
+    name = input_name(image)
     shape = tuple(image.shape[1:-1]) + (1,)
     return rebuild(model, input_shapes={name: shape}, weights=weights, graph=graph)

@@ -7,7 +7,7 @@ import numpy as np
 
 from morphhr_tf.layers import PActivation
 from morphhr_tf.morph import weight_maps
-from morphhr_tf.morph.graph import Graph, describe, rebuild, unique_name
+from morphhr_tf.morph.graph import Graph, describe, input_name, rebuild, unique_name
 
 
 def deepen(
@@ -76,7 +76,7 @@ def deepen(
     # Validates the activation (an error names it) before touching the graph.
     PActivation(activation)
     graph = Graph(model)
-    inputs_by_name = {t._keras_history.operation.name: t for t in model.inputs}
+    inputs_by_name = {input_name(t): t for t in model.inputs}
     if after_layer_name in inputs_by_name:
         tensor = inputs_by_name[after_layer_name]
         policy = keras.config.dtype_policy()

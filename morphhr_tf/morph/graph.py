@@ -9,7 +9,9 @@ extra layers inserted after some of them) and copies the weights.
 Only flat functional models are supported: every layer is called once and no
 layer is itself a model. Nested models are refused with a ``ValueError``.
 This module is the only place that touches Keras' private graph structures
-(``Functional._nodes_by_depth`` and ``Node``).
+(``Functional._nodes_by_depth``, ``Node`` and a symbolic tensor's
+``_keras_history``); other modules go through :class:`Graph`,
+:func:`producing_layer` and :func:`input_name`.
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ class Call:
 def describe(layer: keras.Operation) -> str:
     """`'name' (ClassName)`, how error messages name a layer."""
     return f"'{layer.name}' ({type(layer).__name__})"
+
+
+def producing_layer(tensor) -> keras.Operation:
+    """The layer (or Keras operation) that produced the symbolic `tensor`.
+
+    For a model input this is its `InputLayer`. Works on any symbolic Keras
+    tensor of a functional graph, with no :class:`Graph` needed.
+    """
+    return tensor._keras_history.operation
+
+
+def input_name(tensor) -> str:
+    """The name of the `InputLayer` that makes the model input `tensor`.
+
+    This is the name given to `keras.Input(..., name=...)`, the key models use
+    for that input.
+    """
+    return producing_layer(tensor).name
 
 
 class Graph:
@@ -175,7 +195,7 @@ def replay(
 
     tensor_dict = {}
     for old, new in zip(model.inputs, inputs):
-        tensor_dict[id(old)] = chain(old._keras_history.operation.name, new)
+        tensor_dict[id(old)] = chain(input_name(old), new)
     for call in graph.calls:
         new_layer = clone_layer(call.layer, config_updates.get(call.name))
         args, kwargs = call.node.arguments.fill_in(tensor_dict)
@@ -204,7 +224,7 @@ def new_inputs(model: keras.Model, shapes: Mapping[str, tuple] | None = None):
     shapes = shapes or {}
     result = []
     for t in model.inputs:
-        name = t._keras_history.operation.name
+        name = input_name(t)
         shape = shapes.get(name, tuple(t.shape[1:]))
         result.append(keras.Input(shape=shape, dtype=t.dtype, name=name))
     return result

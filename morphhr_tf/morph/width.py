@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from morphhr_tf.morph import layer_kinds, weight_maps
-from morphhr_tf.morph.graph import Call, Graph, describe, rebuild
+from morphhr_tf.morph.graph import Call, Graph, describe, producing_layer, rebuild
 
 _METHODS = ("net2net", "netmorph")
 _ONE_FILLED = ("gamma", "moving_variance")
@@ -259,7 +259,7 @@ def _plan(graph: Graph, call: Call, index_map: np.ndarray, layer_name: str) -> _
     for t in graph.model.outputs:
         if id(t) in maps:
             refuse(
-                t._keras_history.operation,
+                producing_layer(t),
                 "which is a model output: widening would change its shape.",
             )
 

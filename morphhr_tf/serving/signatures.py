@@ -8,8 +8,9 @@
 - ``predict_png``: 16-bit grayscale PNG bytes (input ``png``), the form a TF
   Serving REST client sends as ``{"b64": ...}``.
 
-All three decode and resize with the functions the training input pipeline
-uses, so one image gives one probability whichever way it arrives.
+All three decode and resize with :mod:`morphhr_tf.data.image_ops`, as the
+training input pipeline does, so one image gives one probability whichever
+way it arrives.
 
 Input contract (``docs/deploy.md``, "Serving input contract"). Bad input
 fails the request with ``InvalidArgument`` naming the input; it never crashes
@@ -36,8 +37,8 @@ import keras
 import tensorflow as tf
 
 from morphhr_tf.data import features as F
+from morphhr_tf.data.image_ops import decode_and_resize, resize_image
 from morphhr_tf.data.tfrecord_codec import parse_example
-from morphhr_tf.training.input_pipeline import decode_and_resize, resize_image
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGE = "predict_image"

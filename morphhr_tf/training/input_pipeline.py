@@ -1,12 +1,12 @@
 """``tf.data`` input pipeline over the gzip TFRecords the ExampleGen writes.
 
 Decoding goes through :mod:`morphhr_tf.data.tfrecord_codec` and
-:func:`resize_image`, which the serving signatures use too, so training and
-serving see the same pixels. Training adds class-balanced sampling (or class
-weights) and augmentation: up-down flips (the canonical orientation puts every
-breast against the same side, so left-right flips are not used), a
-whole-pixel shift (or, on request, a small bilinear affine: rotation, scale,
-shift) and intensity jitter (gamma, contrast, brightness).
+:mod:`morphhr_tf.data.image_ops`, which the serving signatures use too, so
+training and serving see the same pixels. Training adds class-balanced
+sampling (or class weights) and augmentation: up-down flips (the canonical
+orientation puts every breast against the same side, so left-right flips are
+not used), a whole-pixel shift (or, on request, a small bilinear affine:
+rotation, scale, shift) and intensity jitter (gamma, contrast, brightness).
 """
 
 from __future__ import annotations
@@ -17,33 +17,13 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from morphhr_tf.data import features as F
-from morphhr_tf.data.tfrecord_codec import decode_image, parse_example
+
+# resize_image and decode_and_resize live in morphhr_tf.data.image_ops (shared
+# with serving); both are re-exported here for backward compatibility.
+from morphhr_tf.data.image_ops import decode_and_resize, resize_image  # noqa: F401
+from morphhr_tf.data.tfrecord_codec import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Resizes a float32 [H, W, 1] (or [N, H, W, 1]) image to size x size.
-
-    Area interpolation (anti-aliased; for an integer factor k it is exactly
-    k x k average pooling, the downsampling MorphHR is defined with). An image
-    already at the target size passes through unchanged.
-    """
-    image = tf.convert_to_tensor(image, tf.float32)
-    shape = tf.shape(image)
-    h, w = shape[-3], shape[-2]
-    same = tf.logical_and(tf.equal(h, size), tf.equal(w, size))
-    return tf.cond(
-        same,
-        lambda: image,
-        lambda: tf.image.resize(image, [size, size], method="area"),
-    )
-
-
-def decode_and_resize(png: tf.Tensor, size: int) -> tf.Tensor:
-    """One PNG string -> float32 [size, size, 1] in [0, 1]."""
-    image = resize_image(decode_image(png), size)
-    return tf.ensure_shape(image, [size, size, 1])
 
 
 def _list_files(file_patterns: str | Sequence[str]) -> list[str]:

@@ -77,7 +77,8 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
         super().__init__(**kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
         self.default_multiplier = float(default_multiplier)
-        self._multiplier_by_index: list[float] = []
+        # id() of every variable object update_step may receive -> multiplier.
+        self._multiplier_by_id: dict[int, float] = {}
 
     def multiplier_for(self, variable) -> float:
         layer = variable.path.split("/")[0]
@@ -85,10 +86,20 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
 
     def build(self, var_list):
         super().build(var_list)
-        self._multiplier_by_index = [self.multiplier_for(v) for v in var_list]
+        self._multiplier_by_id = {}
+        for variable in var_list:
+            multiplier = self.multiplier_for(variable)
+            for alias in _update_step_aliases(variable):
+                self._multiplier_by_id[id(alias)] = multiplier
 
     def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._multiplier_by_index[self._get_variable_index(variable)]
+        multiplier = self._multiplier_by_id.get(id(variable))
+        if multiplier is None:
+            raise ValueError(
+                f"LayerwiseAdamW got a variable it was not built with: "
+                f"{variable.name!r}. Build the optimizer with the model's "
+                "trainable variables."
+            )
         if multiplier != 1.0:
             learning_rate = learning_rate * multiplier
         return super().update_step(gradient, variable, learning_rate)
@@ -102,3 +113,26 @@ class LayerwiseAdamW(keras.optimizers.AdamW):
             }
         )
         return config
+
+
+def _update_step_aliases(variable) -> list:
+    """The objects `update_step` may receive for the Keras `variable`.
+
+    On the TensorFlow backend Keras hands `update_step` the backing
+    `tf.Variable` (`variable.value`) rather than the Keras variable, and under
+    a distribution strategy (`MirroredStrategy`, `MultiWorkerMirroredStrategy`)
+    one per-replica component of it at a time; the components come from the
+    public `Strategy.experimental_local_results`.
+    """
+    aliases = [variable]
+    if keras.backend.backend() != "tensorflow":
+        return aliases  # JAX, PyTorch: update_step gets the Keras variable
+    import tensorflow as tf  # here only: the JAX benchmarks run without TF
+
+    value = getattr(variable, "value", None)
+    if isinstance(value, tf.Variable):
+        aliases.append(value)
+        if isinstance(value, tf.distribute.DistributedValues):
+            strategy = value.distribute_strategy
+            aliases.extend(strategy.experimental_local_results(value))
+    return aliases
