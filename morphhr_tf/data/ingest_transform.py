@@ -1,0 +1,405 @@
+"""The Beam side of the ingest: records -> tf.Examples by split, rejects, counts.
+
+- :class:`IngestExamples` reads, preprocesses and encodes image records
+  (tagged outputs ``examples``, ``rejects`` and ``stats``);
+- :class:`IngestSplits`, the composite both :func:`morphhr_tf.data.ingest.run_ingest`
+  and the DicomExampleGen executor run, adds the listing problems, routes
+  the examples to their split, redacts the rejects
+  (:mod:`morphhr_tf.data.redaction`) and counts; its :meth:`IngestSplits.summarize`
+  makes the one ``summary.json`` schema of both and checks that no record was
+  lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from morphhr_tf.data.deid import SALT_ENV, image_key, patient_key, resolve_salt
+from morphhr_tf.data.dicom_reader import DEFAULT_MAX_PIXELS, DEFAULT_MODALITIES
+from morphhr_tf.data.records import ImageRecord
+from morphhr_tf.data.redaction import image_keys_of, reject_rows, write_text
+from morphhr_tf.data.splits import (
+    SPLITS,
+    assign_split,
+    check_fractions,
+    combine_official,
+)
+
+EXAMPLES, REJECTS, STATS, COUNTS = "examples", "rejects", "stats", "counts"
+SUMMARY_FILE = "summary.json"
+_COUNTS_FILE = "counts"
+
+
+def _assign(
+    element: tuple[str, Iterable[ImageRecord]],
+    salt: bytes,
+    eval_fraction: float,
+    test_fraction: float,
+):
+    patient_id, records = element
+    records = list(records)
+    key = patient_key(patient_id, salt)
+    split = assign_split(
+        key, combine_official(r.split for r in records), eval_fraction, test_fraction
+    )
+    for record in records:
+        yield split, key, record
+
+
+class _EncodeFn(beam.DoFn):
+    """Reads, preprocesses and encodes one record; rejects go to a side output."""
+
+    def __init__(self, size, resize_mode, salt, modalities, max_pixels, progress_dir):
+        self.size = size
+        self.resize_mode = resize_mode
+        self.salt = salt
+        self.modalities = modalities
+        self.max_pixels = max_pixels
+        self.progress_dir = progress_dir
+        self._pre = None
+
+    def setup(self):
+        import morphhr_tf  # noqa: F401  (runtime policy in worker processes)
+        from morphhr_tf.data.preprocessing import MammogramPreprocessor
+
+        self._pre = MammogramPreprocessor(size=self.size, resize_mode=self.resize_mode)
+
+    def _tick(self):
+        if self.progress_dir:
+            try:
+                path = os.path.join(self.progress_dir, f"{os.getpid()}.progress")
+                with open(path, "ab") as f:
+                    f.write(b".")
+            except OSError:
+                pass
+
+    def process(self, element):
+        from morphhr_tf.data.dicom_reader import DicomRejected, read_mammogram
+        from morphhr_tf.data.tfrecord_codec import encode_example
+
+        split, pkey, record = element
+        try:
+            if record.label not in (0, 1):
+                raise DicomRejected(f"label {record.label!r} is not 0 or 1")
+            image, meta = read_mammogram(
+                record.path, modalities=self.modalities, max_pixels=self.max_pixels
+            )
+            laterality = record.laterality or meta["laterality"]
+            try:
+                pixels = self._pre(image, laterality)
+            except ValueError as err:
+                raise DicomRejected(f"preprocessing: {err}") from err
+            serialized = encode_example(
+                pixels,
+                label=int(record.label),
+                patient_key=pkey,
+                image_key=image_key(
+                    f"{record.dataset}:{record.image_id or record.path}", self.salt
+                ),
+                view=record.view or meta["view"],
+                laterality=laterality,
+                density=record.density,
+                dataset=record.dataset,
+            )
+        except DicomRejected as err:
+            yield beam.pvalue.TaggedOutput(REJECTS, (record.path, err.reason))
+        except Exception as err:  # never lose a record: report it
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:240]
+            yield beam.pvalue.TaggedOutput(
+                REJECTS, (record.path, f"internal error: {reason}")
+            )
+        else:
+            yield split, serialized
+            yield beam.pvalue.TaggedOutput(STATS, (split, int(record.label)))
+        finally:
+            self._tick()
+
+
+class IngestExamples(beam.PTransform):
+    """PCollection[ImageRecord] -> tagged outputs of tf.Examples and rejects.
+
+    Outputs (a ``DoOutputsTuple``; use ``result.examples`` or
+    ``result["examples"]``):
+
+    - ``examples``: ``(split, serialized tf.Example bytes)``; ``split`` is
+      ``train``, ``eval`` or ``test``, patient-level and deterministic (see
+      :mod:`morphhr_tf.data.splits`);
+    - ``rejects``: ``(path, reason)`` for each record that could not be used.
+      The path is the real file path, which can identify a patient: never
+      write it to an artifact as is; pass the rejects through
+      :class:`RedactRejects` (in a pipeline) or :func:`write_rejects`;
+    - ``stats``: ``(split, label)`` for each ingested record.
+
+    Every input lands in exactly one of ``examples`` and ``rejects``.
+
+    Args:
+        size: output side in pixels.
+        salt: salt of the patient/image keys (``None``: ``$MORPHHR_SALT``,
+            else the development salt). Resolved when the pipeline is built.
+        eval_fraction: share of training patients carved out for ``eval``.
+        resize_mode: ``square`` or ``pad``.
+        test_fraction: share of patients without an official split sent to
+            ``test``.
+        modalities: accepted DICOM Modality values (``None``: any).
+        max_pixels: largest declared Rows x Columns accepted.
+        progress_dir: optional folder where workers append one byte per
+            processed record (read by :func:`run_ingest`'s progress bar).
+    """
+
+    def __init__(
+        self,
+        size: int = 896,
+        salt: str | bytes | None = None,
+        eval_fraction: float = 0.2,
+        resize_mode: str = "square",
+        *,
+        test_fraction: float = 0.0,
+        modalities: tuple[str, ...] | None = DEFAULT_MODALITIES,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        progress_dir: str | None = None,
+        label: str | None = None,
+    ):
+        super().__init__(label)
+        from morphhr_tf.data.preprocessing import Resize
+
+        Resize(size, resize_mode)  # validates both
+        check_fractions(eval_fraction, test_fraction)
+        self.size = size
+        self.salt = salt
+        self.eval_fraction = eval_fraction
+        self.resize_mode = resize_mode
+        self.test_fraction = test_fraction
+        self.modalities = None if modalities is None else tuple(modalities)
+        self.max_pixels = max_pixels
+        self.progress_dir = progress_dir
+
+    def expand(self, records):
+        salt = resolve_salt(self.salt)
+        return (
+            records
+            | "KeyByPatient" >> beam.Map(lambda r: (r.patient_id, r))
+            | "GroupByPatient" >> beam.GroupByKey()
+            | "AssignSplit"
+            >> beam.FlatMap(_assign, salt, self.eval_fraction, self.test_fraction)
+            | "Spread" >> beam.Reshuffle()
+            | "Encode"
+            >> beam.ParDo(
+                _EncodeFn(
+                    self.size,
+                    self.resize_mode,
+                    salt,
+                    self.modalities,
+                    self.max_pixels,
+                    self.progress_dir,
+                )
+            ).with_outputs(REJECTS, STATS, main=EXAMPLES)
+        )
+
+
+class IngestSplits(beam.PTransform):
+    """The whole ingest of one listing: pipeline -> a dict of outputs.
+
+    Applied to a pipeline (``pipeline | IngestSplits(records, problems, ...)``);
+    the result holds:
+
+    - ``examples``: ``{split: PCollection[bytes]}``, serialized tf.Examples for
+      each of ``split_names`` (a split outside them goes to the first);
+    - ``rejects``: ``(order, public row, private row)`` for every listing
+      problem (reason prefixed ``listing:``) and rejected image; the public
+      row is the redacted ``rejects.csv`` row (:data:`REJECT_COLUMNS`), the
+      private one the ``rejects_private.csv`` row with the real path; sorting
+      by ``order`` puts the listing problems first, in listing order, then
+      the images by path and reason;
+    - ``counts``: one JSON line, the input of :meth:`summarize` (write it with
+      :func:`save_counts`, read it back with :func:`load_counts`).
+
+    Args:
+        records: the listed records.
+        problems: the listing's ``(location, reason)`` problems.
+        ingest: the :class:`IngestExamples` to run (size, salt, fractions,
+            ...; default: its defaults); its salt also keys the rejects.
+        split_names: the splits written.
+        base: the data set root (reject paths are shown relative to it).
+    """
+
+    def __init__(
+        self,
+        records: Iterable[ImageRecord],
+        problems: Iterable[tuple[str, str]] = (),
+        ingest: IngestExamples | None = None,
+        *,
+        split_names: Iterable[str] = SPLITS,
+        base: str | os.PathLike | None = None,
+        label: str | None = None,
+    ):
+        super().__init__(label)
+        self.records = list(records)
+        self.problems = [(w, f"listing: {r}") for w, r in problems]
+        self.ingest = IngestExamples() if ingest is None else ingest
+        self.split_names = tuple(split_names)
+        self.base = None if base is None else os.fspath(base)
+
+    def expand(self, pbegin):
+        names, base = self.split_names, self.base
+        salt = resolve_salt(self.ingest.salt)
+        keys = image_keys_of(self.records, salt)
+        ingested = (
+            pbegin
+            | "Records" >> beam.Create(self.records, reshuffle=False)
+            | "Ingest" >> self.ingest
+        )
+        by_split = ingested[EXAMPLES] | "BySplit" >> beam.Partition(
+            lambda kv, n: names.index(_route(kv[0], names)), len(names)
+        )
+        examples = {
+            name: pcoll | f"Values[{name}]" >> beam.Values()
+            for name, pcoll in zip(names, by_split)
+        }
+        listed = pbegin | "ListingProblems" >> beam.Create(
+            [((0, i), w, r) for i, (w, r) in enumerate(self.problems)], reshuffle=False
+        )
+        images = ingested[REJECTS] | "OrderImages" >> beam.MapTuple(
+            lambda path, reason: ((1, path, reason), path, reason)
+        )
+        rejects = (
+            (listed, images)
+            | "AllRejects" >> beam.Flatten()
+            | "Redact"
+            >> beam.MapTuple(
+                lambda order, where, reason: (
+                    order,
+                    *reject_rows(where, reason, base=base, salt=salt, image_keys=keys),
+                )
+            )
+        )
+        tallies = (
+            ingested[STATS]
+            | "ExampleKinds"
+            >> beam.MapTuple(lambda s, label: ("example", _route(s, names), label)),
+            images | "RejectKinds" >> beam.Map(lambda _: ("rejected",)),
+        )
+        counts = (
+            tallies
+            | "AllKinds" >> beam.Flatten()
+            | "Tally" >> beam.combiners.Count.PerElement()
+            | "Gather" >> beam.combiners.ToList()
+            | "Counts" >> beam.Map(_counts_json)
+        )
+        return {EXAMPLES: examples, REJECTS: rejects, COUNTS: counts}
+
+    def summarize(
+        self,
+        counts: Mapping[str, Any],
+        *,
+        source: str,
+        num_workers: int,
+        start: float,
+        listing_rejected: bool = False,
+    ) -> dict[str, Any]:
+        """The ``summary.json`` of a finished run of this transform.
+
+        Args:
+            counts: the ``counts`` output, as :func:`load_counts` reads it.
+            source: the adapter name.
+            num_workers: the Beam worker processes.
+            start: ``time.perf_counter()`` when the run began.
+            listing_rejected: whether ``rejected`` counts the listing
+                problems too (the ExampleGen: ``rejected`` is the row count
+                of ``rejects.csv``) or only the rejected images (the CLI).
+
+        Returns:
+            ``source``, ``records`` (= ``listed``), ``ingested``,
+            ``rejected``, ``rejected_images``, ``listing_problems``,
+            ``per_split``, ``per_label``, ``per_split_label``, the settings
+            (``size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
+            ``num_workers``, ``salt``: where the salt came from, never its
+            value), ``seconds`` and ``images_per_second``.
+
+        Raises:
+            RuntimeError: if ``ingested + rejected_images != records``.
+        """
+        per_split_label = {s: dict(counts["per_split_label"][s]) for s in SPLITS}
+        per_split = {s: sum(v.values()) for s, v in per_split_label.items()}
+        per_label = {k: sum(v[k] for v in per_split_label.values()) for k in ("0", "1")}
+        ingested, rejected = sum(per_split.values()), int(counts["rejected_images"])
+        records, problems = len(self.records), len(self.problems)
+        if ingested + rejected != records:
+            raise RuntimeError(
+                f"ingest lost records: {ingested} ingested + {rejected} rejected "
+                f"!= {records} listed"
+            )
+        seconds = time.perf_counter() - start
+        return {
+            "source": source,
+            "records": records,
+            "listed": records,
+            "ingested": ingested,
+            "rejected": rejected + (problems if listing_rejected else 0),
+            "rejected_images": rejected,
+            "listing_problems": problems,
+            "per_split": per_split,
+            "per_label": per_label,
+            "per_split_label": per_split_label,
+            "size": self.ingest.size,
+            "resize_mode": self.ingest.resize_mode,
+            "eval_fraction": self.ingest.eval_fraction,
+            "test_fraction": self.ingest.test_fraction,
+            "num_workers": num_workers,
+            "salt": _salt_source(self.ingest.salt),
+            "seconds": round(seconds, 3),
+            "images_per_second": round(records / max(seconds, 1e-9), 3),
+        }
+
+
+def _route(split: str, names: tuple[str, ...]) -> str:
+    return split if split in names else names[0]
+
+
+def _counts_json(tallies: list[tuple[tuple, int]]) -> str:
+    per_split_label = {s: {"0": 0, "1": 0} for s in SPLITS}
+    rejected = 0
+    for kind, count in tallies:
+        if kind[0] == "example":
+            per_split_label[kind[1]][str(kind[2])] += count
+        else:
+            rejected += count
+    return json.dumps({"per_split_label": per_split_label, "rejected_images": rejected})
+
+
+def _salt_source(salt) -> str:
+    if salt:
+        return "argument"
+    return "environment" if os.environ.get(SALT_ENV) else "development default"
+
+
+def save_counts(outputs: Mapping[str, Any], folder: str) -> None:
+    """Writes :class:`IngestSplits`' ``counts`` to ``folder`` when the
+    pipeline runs (local path or URI)."""
+    outputs[COUNTS] | "WriteCounts" >> beam.io.WriteToText(
+        os.path.join(folder, _COUNTS_FILE), shard_name_template=""
+    )
+
+
+def load_counts(folder: str) -> dict[str, Any]:
+    """The counts :func:`save_counts` wrote, after the run."""
+    return read_json_lines(os.path.join(folder, _COUNTS_FILE))[0]
+
+
+def read_json_lines(path: str) -> list[Any]:
+    """The JSON values, one a line, of a file ``WriteToText`` wrote with
+    ``shard_name_template=""`` (local path or URI)."""
+    with FileSystems.open(path) as f:
+        text = f.read().decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_summary(folder: str, summary: Mapping[str, Any]) -> None:
+    """Writes ``summary.json`` (local path or, with TensorFlow, URI)."""
+    write_text(os.path.join(folder, SUMMARY_FILE), json.dumps(summary, indent=2))
