@@ -169,7 +169,10 @@ def summarize(
         summary["aucs"] = slice_aucs(evaluation.uri)
         summary["evaluation_uri"] = evaluation.uri
         if roc_png:
-            from morphhr_tf.evaluation.roc_plot import plot_roc, roc_from_eval_result
+            from morphhr_tf.evaluation.plots import (
+                plot_roc_points,
+                roc_from_eval_result,
+            )
 
             result = load_candidate_result(evaluation.uri)
             curves = {}
@@ -184,7 +187,9 @@ def summarize(
                     )
                 except ValueError:
                     pass
-            summary["roc_png"] = plot_roc(curves, roc_png, title="MorphHR, eval split")
+            summary["roc_png"] = plot_roc_points(
+                curves, roc_png, title="MorphHR, eval split"
+            )
     if blessing is not None:
         summary["blessed"] = bool(_prop(blessing, "blessed"))
     pushed = (outputs.get("pusher", {}).get("pushed_model") or [None])[0]

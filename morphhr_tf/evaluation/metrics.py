@@ -5,8 +5,8 @@ points (sensitivity at a fixed specificity and the converse).
 All functions take plain arrays (labels 0/1, scores of any monotone scale) and
 validate them first with :func:`check_binary`: one class only, NaN or infinite
 scores, mismatched lengths and empty inputs raise ``ValueError`` naming what
-was received. The one exception, :func:`roc_points`, takes arrays already
-checked (for fast bootstrap loops).
+was received. The ROC curve (:func:`roc_curve`) is scikit-learn's; AUCs and
+DeLong's test come from ranks and need no curve.
 
 References:
     DeLong, DeLong & Clarke-Pearson (1988), "Comparing the areas under two or
@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 from scipy import stats
+from sklearn import metrics as skm
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,27 +250,6 @@ def delong_test(labels, scores_a, scores_b) -> DelongResult:
     )
 
 
-def roc_points(y: np.ndarray, s: np.ndarray):
-    """(fpr, tpr, thresholds) at every distinct score, highest threshold first.
-
-    The first point is (0, 0) at threshold ``inf``. Unlike :func:`roc_curve`
-    this does not validate: ``y`` and ``s`` must come from
-    :func:`check_binary` (or be a resample of its output with both classes),
-    which keeps bootstrap loops cheap.
-    """
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    distinct = np.flatnonzero(np.diff(s_sorted)) if s.size > 1 else np.array([], int)
-    cut = np.concatenate([distinct, [s.size - 1]])
-    tps = np.cumsum(y_sorted)[cut]
-    fps = (cut + 1) - tps
-    n_pos, n_neg = y.sum(), y.size - y.sum()
-    fpr = np.concatenate([[0.0], fps / n_neg])
-    tpr = np.concatenate([[0.0], tps / n_pos])
-    thresholds = np.concatenate([[np.inf], s_sorted[cut]])
-    return fpr, tpr, thresholds
-
-
 def _check_rate(value: float, name: str) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must lie in [0, 1]. Received: {name}={value!r}")
@@ -289,8 +269,7 @@ def sensitivity_at_specificity(
         ValueError: on invalid inputs or a target outside [0, 1].
     """
     _check_rate(specificity, "specificity")
-    y, s = check_binary(labels, scores)
-    fpr, tpr, thr = roc_points(y, s)
+    fpr, tpr, thr = roc_curve(labels, scores)
     ok = (1.0 - fpr) >= specificity - 1e-12
     i = int(np.argmax(np.where(ok, tpr, -1.0)))
     return float(tpr[i]), float(thr[i])
@@ -308,14 +287,19 @@ def specificity_at_sensitivity(
         ValueError: on invalid inputs or a target outside [0, 1].
     """
     _check_rate(sensitivity, "sensitivity")
-    y, s = check_binary(labels, scores)
-    fpr, tpr, thr = roc_points(y, s)
+    fpr, tpr, thr = roc_curve(labels, scores)
     ok = tpr >= sensitivity - 1e-12
     i = int(np.argmax(np.where(ok, 1.0 - fpr, -1.0)))
     return float(1.0 - fpr[i]), float(thr[i])
 
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated ``(fpr, tpr, thresholds)``, starting at (0, 0)."""
+    """Validated ``(fpr, tpr, thresholds)`` at every distinct score, highest
+    threshold first, starting at (0, 0) with threshold ``inf``.
+
+    This is scikit-learn's ``roc_curve`` with ``drop_intermediate=False``: the
+    operating points search every threshold, and the plotted curve and its
+    bootstrap band (:mod:`morphhr_tf.evaluation.plots`) keep every point.
+    """
     y, s = check_binary(labels, scores)
-    return roc_points(y, s)
+    return skm.roc_curve(y, s, drop_intermediate=False)

@@ -1,20 +1,32 @@
-"""Evaluation plots as PNG files: ROC (with operating points and a bootstrap
-confidence band), precision-recall and calibration (reliability) diagrams.
+"""ROC, precision-recall and calibration curves, drawn to PNG files.
 
-Each function takes a mapping ``{model name: (labels, scores)}``: one entry
-draws one model, several entries overlay them on the same axes.
+The curves are scikit-learn's: ``roc_curve`` (through
+:func:`morphhr_tf.evaluation.metrics.roc_curve`, which the operating points
+share), ``precision_recall_curve`` with ``average_precision_score``, and
+``calibration_curve``. This module adds what the reports need on top: a
+bootstrap confidence band of the ROC curve, operating-point markers, AUC
+[95% CI] and AP in the legends, and the histogram under the reliability
+diagram.
+
+:func:`plot_roc`, :func:`plot_precision_recall` and :func:`plot_calibration`
+take ``{model name: (labels, scores)}``: one entry draws one model, several
+entries overlay them on the same axes. A TFMA evaluation stores no scores, only
+confusion matrices at thresholds: :func:`roc_from_eval_result` reads its ROC
+points and :func:`plot_roc_points` draws them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import average_precision_score, precision_recall_curve  # noqa: E402
 
 from morphhr_tf.evaluation import metrics as M  # noqa: E402
@@ -47,7 +59,7 @@ def roc_band(labels, scores, *, n_bootstrap=200, seed=0, grid=None):
     tprs = []
     for _ in range(n_bootstrap):
         idx = np.concatenate([rng.choice(pos, pos.size), rng.choice(neg, neg.size)])
-        fpr, tpr, _ = M.roc_points(y[idx], s[idx])
+        fpr, tpr, _ = M.roc_curve(y[idx], s[idx])
         tprs.append(np.interp(grid, fpr, tpr))
     lo, hi = np.quantile(np.asarray(tprs), [0.025, 0.975], axis=0)
     return grid, lo, hi
@@ -124,6 +136,11 @@ def plot_precision_recall(
 def calibration_bins(labels, scores, n_bins: int = 10):
     """Mean predicted probability, observed positive rate and count per bin.
 
+    The bins split [0, 1] into ``n_bins`` equal widths. The means and rates of
+    the non-empty bins are scikit-learn's ``calibration_curve`` (uniform
+    strategy; a score on an inner edge falls in the lower bin); empty bins
+    have count 0 and NaN mean and rate.
+
     Raises:
         ValueError: if scores fall outside [0, 1] (they must be probabilities).
     """
@@ -133,13 +150,14 @@ def calibration_bins(labels, scores, n_bins: int = 10):
             "Calibration needs probabilities in [0, 1]. Received scores in "
             f"[{s.min():.4g}, {s.max():.4g}]"
         )
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(s, edges[1:-1]), 0, n_bins - 1)
-    counts = np.bincount(which, minlength=n_bins)
-    mean_p = np.bincount(which, weights=s, minlength=n_bins)
-    observed = np.bincount(which, weights=y, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return mean_p / counts, observed / counts, counts
+    observed_rate, mean_prob = calibration_curve(
+        y, s, n_bins=n_bins, strategy="uniform"
+    )
+    inner_edges = np.linspace(0, 1, n_bins + 1)[1:-1]
+    counts = np.bincount(np.searchsorted(inner_edges, s), minlength=n_bins)
+    mean_p, observed = np.full(n_bins, np.nan), np.full(n_bins, np.nan)
+    mean_p[counts > 0], observed[counts > 0] = mean_prob, observed_rate
+    return mean_p, observed, counts
 
 
 def plot_calibration(
@@ -164,3 +182,103 @@ def plot_calibration(
     ax.grid(alpha=0.3)
     hx.set(xlabel="predicted probability", ylabel="images")
     return _save(fig, path)
+
+
+# ROC of a TFMA evaluation. TFMA's ``ConfusionMatrixPlot`` keeps confusion
+# matrices at many thresholds but no scores, so scikit-learn's ``roc_curve``
+# cannot apply: the ROC points are the matrices' (fpr, tpr).
+
+
+def _find(tree: Any, key: str) -> Any:
+    """Depth-first search of nested dicts for ``key``."""
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        for value in tree.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def roc_from_confusion_matrices(
+    matrices: list[dict[str, float]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fpr, tpr) arrays, sorted by fpr, from TFMA confusion matrices.
+
+    Args:
+        matrices: dicts with ``truePositives``, ``falsePositives``,
+            ``trueNegatives`` and ``falseNegatives`` (missing counts are 0).
+
+    Returns:
+        ``(fpr, tpr)`` including the (0, 0) and (1, 1) end points.
+
+    Raises:
+        ValueError: when there are no matrices or a class has no examples.
+    """
+    if not matrices:
+        raise ValueError("A ROC curve needs at least one confusion matrix.")
+    fpr, tpr = [0.0, 1.0], [0.0, 1.0]
+    for m in matrices:
+        tp, fp = m.get("truePositives", 0.0), m.get("falsePositives", 0.0)
+        tn, fn = m.get("trueNegatives", 0.0), m.get("falseNegatives", 0.0)
+        if tp + fn <= 0 or fp + tn <= 0:
+            raise ValueError(
+                "A ROC curve needs positives and negatives. Received a matrix "
+                f"with TP={tp}, FN={fn}, FP={fp}, TN={tn}"
+            )
+        fpr.append(fp / (fp + tn))
+        tpr.append(tp / (tp + fn))
+    order = np.lexsort((np.asarray(tpr), np.asarray(fpr)))
+    return np.asarray(fpr)[order], np.asarray(tpr)[order]
+
+
+def roc_from_eval_result(eval_result: Any, slice_key: tuple = ()) -> tuple:
+    """(fpr, tpr) of one slice of a ``tfma.EvalResult`` (overall by default).
+
+    Raises:
+        ValueError: if the slice or its ``ConfusionMatrixPlot`` is missing.
+    """
+    # A slice may appear more than once (e.g. next to a baseline's entries).
+    for key, plots in eval_result.plots:
+        if tuple(key) == tuple(slice_key):
+            data = _find(plots, "confusionMatrixAtThresholds")
+            if data is not None:
+                return roc_from_confusion_matrices(data.get("matrices", []))
+    raise ValueError(
+        f"No ConfusionMatrixPlot for slice {slice_key!r} in the evaluation."
+    )
+
+
+def plot_roc_points(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    out_png: str,
+    *,
+    title: str = "ROC",
+) -> str:
+    """Draws ROC curves given as points, e.g. from :func:`roc_from_eval_result`.
+
+    Args:
+        curves: ``{legend label: (fpr, tpr)}``.
+        out_png: the PNG path.
+        title: the plot title.
+
+    Returns:
+        ``out_png``.
+    """
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
+    for label, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, lw=1.8, label=label)
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png
