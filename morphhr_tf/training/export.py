@@ -4,6 +4,12 @@ Training may run under a mixed policy (``mixed_bfloat16`` on CPUs with bf16
 instructions, ``mixed_float16`` on GPUs); serving should not pay for casts, so
 the export rebuilds the same architecture under ``float32`` and copies the
 (always float32) variables into it.
+
+The SavedModel also carries TF Serving warm-up requests,
+``assets.extra/tf_serving_warmup_requests`` (one per signature, see
+:mod:`morphhr_tf.serving.warmup`), so a newly loaded version answers its first
+real request without the one-off setup costs. The Pusher copies the whole
+directory, ``assets.extra`` included.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from morphhr_tf.serving.signatures import ServingModule
+from morphhr_tf.serving.warmup import write_warmup_requests
 
 
 def _force_float32(config: Any) -> Any:
@@ -68,6 +75,11 @@ def float32_copy(model: keras.Model) -> keras.Model:
 def export_serving_model(model: keras.Model, export_dir: str, image_size: int) -> str:
     """Writes a float32 SavedModel with the three serving signatures.
 
+    Also writes ``assets.extra/tf_serving_warmup_requests`` (one TF Serving
+    warm-up request per signature, a mid-grey image of ``image_size``) before
+    the SavedModel, so ``saved_model.pb``, which TF Serving and the Pusher
+    take as the sign of a complete model, is the last file written.
+
     Args:
         model: the trained model, [N, S, S, 1] -> [N, 1] probabilities.
         export_dir: the SavedModel directory (``fn_args.serving_model_dir``).
@@ -79,5 +91,6 @@ def export_serving_model(model: keras.Model, export_dir: str, image_size: int) -
     model32 = float32_copy(model)
     module = ServingModule(model32, image_size)
     tf.io.gfile.makedirs(os.path.dirname(export_dir.rstrip("/")) or ".")
+    write_warmup_requests(export_dir, image_size)
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from morphhr_tf.models import build_morphhr, resnet18
 from morphhr_tf.serving.signatures import SIGNATURE_NAMES
+from morphhr_tf.serving.warmup import read_warmup_requests
 from morphhr_tf.training.export import export_serving_model, float32_copy
 
 
@@ -37,6 +38,11 @@ def test_exported_saved_model_is_float32_with_three_signatures(tmp_path):
     loaded = tf.saved_model.load(path)
     assert set(SIGNATURE_NAMES) <= set(loaded.signatures)
     assert int(loaded.input_size.numpy()) == 64
+    # TF Serving warm-up: one request per signature (tests/serving/test_warmup.py).
+    warmup = read_warmup_requests(path)
+    assert sorted(r.predict_log.request.model_spec.signature_name for r in warmup) == (
+        sorted(SIGNATURE_NAMES)
+    )
     graph = loaded.signatures["predict_image"].graph.as_graph_def()
     ops = [n for n in graph.node] + [
         n for f in graph.library.function for n in f.node_def

@@ -1,0 +1,127 @@
+"""TF Serving warm-up requests, written into every exported SavedModel.
+
+TF Serving replays ``<SavedModel>/assets.extra/tf_serving_warmup_requests``
+when it loads a model version, before it marks the version available: a
+TFRecord file of ``tensorflow_serving.apis.prediction_log_pb2.PredictionLog``
+records, each holding a request it runs against the new version. Without
+it, the first real request of each signature pays for the one-off costs
+(graph optimization, kernel selection, memory allocation, cuDNN autotuning).
+
+One ``PredictRequest`` per serving signature (TF Serving reads at most 1000
+records), each of batch size 1 and built from a synthetic mid-grey image of
+the model's input size with the same builders the REST and gRPC clients use
+(:mod:`morphhr_tf.serving.preprocess`). A warm-up request that fails makes
+TF Serving refuse to load the version, so ``tests/serving/test_warmup.py``
+runs every record through the SavedModel's signature.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+from morphhr_tf.serving import preprocess
+from morphhr_tf.serving.signatures import (
+    EXAMPLES_INPUT,
+    IMAGES_INPUT,
+    PNG_INPUT,
+    PREDICT_IMAGE,
+    PREDICT_PNG,
+    SERVING_DEFAULT,
+    SIGNATURE_NAMES,
+)
+
+# Where TF Serving looks for warm-up data, relative to the SavedModel.
+WARMUP_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
+# TF Serving stops reading warm-up records after this many.
+MAX_WARMUP_RECORDS = 1000
+
+
+def warmup_path(export_dir: str) -> str:
+    """``<export_dir>/assets.extra/tf_serving_warmup_requests``."""
+    return os.path.join(export_dir, WARMUP_DIR, WARMUP_FILE)
+
+
+def warmup_requests(image_size: int) -> list[predict_pb2.PredictRequest]:
+    """One ``predict_pb2.PredictRequest`` per serving signature.
+
+    Args:
+        image_size: the model's input size S; each request carries one
+            synthetic mid-grey S x S image.
+
+    Returns:
+        The requests, in :data:`SIGNATURE_NAMES` order; ``model_spec`` names
+        only the signature (TF Serving runs warm-up on the version it loads).
+    """
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(
+            f"image_size must be a positive integer. Received: {image_size!r}"
+        )
+    pixels = np.full((image_size, image_size), 32768, np.uint16)
+    inputs = {
+        SERVING_DEFAULT: (
+            EXAMPLES_INPUT,
+            tf.make_tensor_proto([preprocess.example_bytes(pixels)], dtype=tf.string),
+        ),
+        PREDICT_IMAGE: (
+            IMAGES_INPUT,
+            tf.make_tensor_proto(preprocess.image_array(pixels), dtype=tf.float32),
+        ),
+        PREDICT_PNG: (
+            PNG_INPUT,
+            tf.make_tensor_proto([preprocess.png_bytes(pixels)], dtype=tf.string),
+        ),
+    }
+    requests = []
+    for signature in SIGNATURE_NAMES:
+        name, tensor = inputs[signature]
+        request = predict_pb2.PredictRequest()
+        request.model_spec.signature_name = signature
+        request.inputs[name].CopyFrom(tensor)
+        requests.append(request)
+    return requests
+
+
+def write_warmup_requests(export_dir: str, image_size: int) -> str:
+    """Writes the warm-up file of a SavedModel directory.
+
+    Args:
+        export_dir: the SavedModel directory (local or any ``tf.io.gfile``
+            filesystem).
+        image_size: the model's input size.
+
+    Returns:
+        The file's path, :func:`warmup_path` of ``export_dir``.
+    """
+    path = warmup_path(export_dir)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for request in warmup_requests(image_size):
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_requests(export_dir: str) -> list[prediction_log_pb2.PredictionLog]:
+    """The ``PredictionLog`` records of a SavedModel's warm-up file, in order."""
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(warmup_path(export_dir))
+    ]
+
+
+__all__ = [
+    "MAX_WARMUP_RECORDS",
+    "WARMUP_DIR",
+    "WARMUP_FILE",
+    "read_warmup_requests",
+    "warmup_path",
+    "warmup_requests",
+    "write_warmup_requests",
+]
