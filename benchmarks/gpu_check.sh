@@ -7,17 +7,19 @@
 #   bash benchmarks/gpu_check.sh OUT_DIR              # about 4 minutes on an H200
 #   bash benchmarks/gpu_check.sh OUT_DIR --dry-run    # CPU, tiny sizes
 #   bash benchmarks/gpu_check.sh OUT_DIR --with-sweep # also the fine-detail sweep
+#   bash benchmarks/gpu_check.sh OUT_DIR --sweep-only # only the sweep
 #
 # Figures go to OUT_DIR/gpu_check.json (and OUT_DIR/fine_detail_sweep.json).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: gpu_check.sh OUT_DIR [--dry-run] [--with-sweep]}
+out=${1:?usage: gpu_check.sh OUT_DIR [--dry-run] [--with-sweep | --sweep-only]}
 shift
-dry=""; sweep=0
+dry=""; sweep=0; check=1
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry="--dry-run" ;;
     --with-sweep) sweep=1 ;;
+    --sweep-only) sweep=1; check=0 ;;
     *) echo "gpu_check.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +38,9 @@ if ! "$PY" -c "import keras" 2>/dev/null; then
   fi
 fi
 "$PY" -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" 2>&1 | tail -1
-timeout 230 "$PY" benchmarks/gpu_check.py --out "$out/gpu_check.json" --timeout 100 $dry
+if [ "$check" = 1 ]; then
+  timeout 230 "$PY" benchmarks/gpu_check.py --out "$out/gpu_check.json" --timeout 100 $dry
+fi
 if [ "$sweep" = 1 ]; then
   timeout "${SWEEP_SECONDS:-330}" "$PY" benchmarks/fine_detail_sweep.py \
     --out "$out/fine_detail_sweep.json" ${SWEEP_ARGS:-} $dry
