@@ -37,7 +37,7 @@ from morphhr_tf.evaluation.metrics import auc  # noqa: E402
 from morphhr_tf.models import build_morphhr, resnet18  # noqa: E402
 from morphhr_tf.models.compute import forward_macs  # noqa: E402
 from morphhr_tf.models.detail_branch import DETAIL_PREFIX, add_detail_branch  # noqa: E402
-from morphhr_tf.models.morphhr import MORPHHR_PREFIX  # noqa: E402
+from morphhr_tf.models.morphhr import MORPHHR_PREFIX, added_layers  # noqa: E402
 from morphhr_tf.synthetic import fine_detail  # noqa: E402
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate  # noqa: E402
 
@@ -119,11 +119,7 @@ def build(row: str, sizes: dict, base: keras.Model | None, width: int, seed: int
 
 def train(model, x, y, *, lr, steps, batch, seed, trunk_multiplier, new_prefixes=()):
     keras.utils.set_random_seed(seed)
-    multipliers = {
-        layer.name: 1.0
-        for layer in model.layers
-        if layer.name.startswith(tuple(new_prefixes))
-    }
+    multipliers = dict.fromkeys(added_layers(model, new_prefixes), 1.0)
     opt = LayerwiseAdamW(
         learning_rate=make_learning_rate(
             lr, steps, kind="cosine", warmup_fraction=0.05

@@ -243,7 +243,7 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
     from morphhr_tf.evaluation.metrics import auc
     from morphhr_tf.evaluation.report import read_predictions
     from morphhr_tf.models import build_morphhr, resnet18
-    from morphhr_tf.models.morphhr import MORPHHR_PREFIX
+    from morphhr_tf.models.morphhr import added_layers
     from morphhr_tf.training.input_pipeline import make_dataset
     from morphhr_tf.training.precision import select_precision
 
@@ -264,7 +264,7 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
             detail_branch=profile.detail_branch,
             seed=profile.seed,
         )
-        front = [x.name for x in model.layers if x.name.startswith(MORPHHR_PREFIX)]
+        front = sorted(added_layers(model))
         trunk_multiplier = profile.trunk_lr_multiplier
     _compile(model, _optimizer(profile, profile.steps, lr, trunk_multiplier, front))
     ds = make_dataset(

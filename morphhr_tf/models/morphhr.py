@@ -32,6 +32,32 @@ _TRUNK_OPS: dict[str, Callable[..., keras.Model]] = {
 TrunkMorph = Callable[[keras.Model], keras.Model] | Mapping[str, object]
 
 
+def added_layers(
+    model: keras.Model, prefixes: Sequence[str] = (MORPHHR_PREFIX,)
+) -> set[str]:
+    """Names of the layers of `model` named with `prefixes` that have trainable weights.
+
+    With the default prefix, for a model from :func:`build_morphhr` (with or
+    without its detail branch, whose `morphhr_detail_` layers share the
+    prefix), these are the layers it added to the base: the front, the
+    downsampler and the detail branch, i.e. the layers a trainer gives the
+    new layers' learning rate. Weightless layers (adds, pools) are left out.
+
+    Args:
+        model: a flat Keras model.
+        prefixes: the name prefixes of the new layers.
+
+    Returns:
+        The set of layer names.
+    """
+    prefixes = tuple(prefixes)
+    return {
+        layer.name
+        for layer in model.layers
+        if layer.name.startswith(prefixes) and layer.trainable_weights
+    }
+
+
 def _positive_int(value, name: str, minimum: int = 1) -> int:
     if (
         isinstance(value, bool)

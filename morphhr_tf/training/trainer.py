@@ -45,116 +45,63 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from morphhr_tf.training.checks import (
+    auc,
+    evaluate_auc,
+    morph_check,
+    predict,
+    resolution_gain,
+)
 from morphhr_tf.training.config import TrainingConfig
-from morphhr_tf.training.export import export_serving_model, float32_copy
-from morphhr_tf.training.input_pipeline import count_labels, make_dataset
+from morphhr_tf.training.export import export_serving_model
 from morphhr_tf.training.precision import select_precision
-from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
+from morphhr_tf.training.stages import (
+    Splits,
+    compile_layerwise,
+    make_datasets,
+    read_splits,
+    train_stage,
+)
+from morphhr_tf.training.stages import log as _log
 from morphhr_tf.training.strategy import (
     barrier,
     discard_worker_dir,
     is_chief,
     num_workers,
     select_strategy,
-    shard_by_data,
     strategy_name,
-    sync_replica_variables,
     task_of,
     worker_dir,
 )
 
+__all__ = [
+    "KERAS_MODEL_DIR",
+    "KERAS_MODEL_FILE",
+    "SUMMARY_FILE",
+    "keras_model_path",
+    "morph",
+    "morph_check",
+    "resolution_gain",
+    "run_fn",
+    "train",
+    "train_base",
+    "train_morphhr",
+    "train_stage",
+    "warm_start",
+]
+
 KERAS_MODEL_DIR = "Format-Keras"
 KERAS_MODEL_FILE = "model.keras"
 SUMMARY_FILE = "training_summary.json"
-
-
-def _log(message: str) -> None:
-    print(f"[morphhr trainer] {message}", flush=True)
+# Optimizer steps of the final stage when the Trainer's train_args set none
+# (fn_args.train_steps is then None or 0).
+DEFAULT_TRAIN_STEPS = 100
 
 
 def keras_model_path(serving_model_dir: str) -> str:
     """Where the Keras model sits beside a Trainer's ``Format-Serving`` dir."""
     model_uri = os.path.dirname(serving_model_dir.rstrip("/"))
     return os.path.join(model_uri, KERAS_MODEL_DIR, KERAS_MODEL_FILE)
-
-
-def _compile(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
-    )
-
-
-def _evaluate_auc(model: keras.Model, dataset: tf.data.Dataset) -> float:
-    probs, labels = _predict(model, dataset)
-    return _auc(labels, probs)
-
-
-def _fit(
-    model: keras.Model,
-    train_ds: tf.data.Dataset,
-    val_ds: tuple[tf.data.Dataset, int],
-    *,
-    steps: int,
-    epochs: int,
-    log_dir: str,
-    strategy: tf.distribute.Strategy,
-) -> dict[str, list[float]]:
-    epochs = max(1, min(epochs, steps))
-    val_data, val_steps = val_ds
-    history = model.fit(
-        train_ds,
-        steps_per_epoch=max(1, steps // epochs),
-        epochs=epochs,
-        validation_data=val_data if val_steps else None,
-        validation_steps=val_steps or None,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")],
-        verbose=2,
-    )
-    # Batch-norm statistics: one value on every replica and worker.
-    sync_replica_variables(model.non_trainable_variables, strategy)
-    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
-
-
-def _predict(model: keras.Model, dataset: tf.data.Dataset) -> tuple:
-    probs, labels = [], []
-    for images, y in dataset:
-        probs.append(np.asarray(model(images, training=False), np.float64).ravel())
-        labels.append(np.asarray(y).ravel())
-    return np.concatenate(probs), np.concatenate(labels)
-
-
-def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    if labels.min() == labels.max():
-        return float("nan")
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, probs))
-
-
-def morph_check(
-    base: keras.Model, model: keras.Model, eval_files: list[str], config: TrainingConfig
-) -> dict[str, float]:
-    """AUC of the base (on pooled images) and of the morphed model, in float32.
-
-    Under a mixed policy the morph is function-preserving only up to the
-    compute precision, so the check runs float32 copies of both models: the
-    two AUCs agree and the largest probability difference is about 1e-6.
-    """
-    base_ds = make_dataset(
-        eval_files, image_size=config.base_resolution, batch_size=32, training=False
-    )
-    full_ds = make_dataset(
-        eval_files, image_size=config.resolution, batch_size=32, training=False
-    )
-    p_base, labels = _predict(float32_copy(base), base_ds)
-    p_morph, _ = _predict(float32_copy(model), full_ds)
-    return {
-        "auc_before_morph": _auc(labels, p_base),
-        "auc_after_morph": _auc(labels, p_morph),
-        "max_abs_diff_at_morph": float(np.max(np.abs(p_base - p_morph))),
-    }
 
 
 def _build_base(config: TrainingConfig, size: int) -> keras.Model:
@@ -191,6 +138,158 @@ def _pretrained_base(config: TrainingConfig, size: int) -> keras.Model:
     )
 
 
+def warm_start(
+    config: TrainingConfig,
+    splits: Splits,
+    strategy: tf.distribute.Strategy,
+    *,
+    steps: int,
+    log_dir: str,
+    base_model_path: str,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Trains the previous run's Keras model further at ``config.resolution``."""
+    _log(f"warm start from the previous model {base_model_path}")
+    datasets = make_datasets(splits, config.resolution, config, strategy)
+    with strategy.scope():
+        model = keras.saving.load_model(base_model_path, compile=False)
+    summary: dict[str, Any] = {"auc_warm_start": evaluate_auc(model, datasets[1])}
+    stage_dir = os.path.join(log_dir, "warm_start")
+    summary["history"], _ = train_stage(
+        model, datasets, config, strategy, steps=steps, log_dir=stage_dir
+    )
+    summary["auc_final"] = evaluate_auc(model, datasets[1])
+    return model, summary
+
+
+def train_base(
+    config: TrainingConfig,
+    splits: Splits,
+    strategy: tf.distribute.Strategy,
+    *,
+    steps: int,
+    log_dir: str,
+) -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """Stage 1: builds (or loads) the base and trains it unless pretrained.
+
+    The ``resnet18`` baseline is this stage alone, at ``config.resolution``
+    for ``steps`` steps; for ``morphhr`` the base works at
+    ``config.base_resolution`` for ``config.base_steps`` steps.
+
+    Returns:
+        ``(base, (probabilities, labels), summary)``: the base's eval pass.
+    """
+    morphhr = config.model == "morphhr"
+    base_size = config.base_resolution if morphhr else config.resolution
+    pretrained = bool(config.pretrained) and config.pretrained != "base_model"
+    with strategy.scope():
+        if pretrained:
+            base = _pretrained_base(config, base_size)
+            _log(f"base weights from {config.pretrained}")
+        else:
+            base = _build_base(config, base_size)
+    base_steps = steps if config.model == "resnet18" else config.base_steps
+    datasets = make_datasets(splits, base_size, config, strategy)
+    summary: dict[str, Any] = {}
+    if base_steps and not (pretrained and morphhr):
+        _log(f"stage 1: {config.model} base at {base_size} px, {base_steps} steps")
+        stage_dir = os.path.join(log_dir, "stage1_base")
+        history, seconds = train_stage(
+            base, datasets, config, strategy, steps=base_steps, log_dir=stage_dir
+        )
+        summary.update(stage1_history=history, stage1_seconds=seconds)
+    else:
+        with strategy.scope():
+            compile_layerwise(base, config, max(steps, 1))
+    p_base, base_labels = predict(base, datasets[1])
+    summary["auc_base"] = auc(base_labels, p_base)
+    _log(f"eval AUC of the base at {base_size} px: {summary['auc_base']:.4f}")
+    return base, (p_base, base_labels), summary
+
+
+def morph(
+    base: keras.Model,
+    config: TrainingConfig,
+    splits: Splits,
+    strategy: tf.distribute.Strategy,
+) -> tuple[keras.Model, set[str], dict[str, float]]:
+    """Morphs ``base`` to ``config.resolution`` and checks the morph in float32.
+
+    Returns:
+        ``(model, front, check)``: the MorphHR model, the names of its new
+        layers with trainable weights, and :func:`morph_check`'s summary part.
+    """
+    from morphhr_tf.models import build_morphhr
+    from morphhr_tf.models.morphhr import added_layers
+
+    with strategy.scope():
+        model = build_morphhr(
+            base,
+            config.resolution,
+            front_channels=config.front_channels,
+            front_blocks=config.front_blocks,
+            detail_branch=(
+                None if config.detail_branch == "none" else config.detail_branch
+            ),
+            # Every worker (and every rerun) must draw the same front.
+            seed=config.seed,
+        )
+    front = added_layers(model)
+    check = morph_check(base, model, splits.eval_files, config)
+    _log(
+        f"morph to {config.resolution} px (k={config.scale}), checked in float32 on "
+        f"the eval split: AUC before the morph {check['auc_before_morph']:.4f}, "
+        f"right after it {check['auc_after_morph']:.4f}, max |p_morphhr(x) - "
+        f"p_base(avg_pool(x))| = {check['max_abs_diff_at_morph']:.2e}; "
+        f"new front layers: {sorted(front)}"
+    )
+    return model, front, check
+
+
+def train_morphhr(
+    model: keras.Model,
+    front: set[str],
+    datasets: tuple,
+    base_eval: tuple[np.ndarray, np.ndarray],
+    config: TrainingConfig,
+    strategy: tf.distribute.Strategy,
+    *,
+    steps: int,
+    log_dir: str,
+) -> dict[str, Any]:
+    """Stage 2: the front at the morph learning rate, the trunk at a fraction.
+
+    ``base_eval`` is the base's eval pass, compared with MorphHR's after it.
+    """
+    _log(f"stage 2: MorphHR at {config.resolution} px, {steps} steps")
+    history, seconds = train_stage(
+        model,
+        datasets,
+        config,
+        strategy,
+        steps=steps,
+        log_dir=os.path.join(log_dir, "stage2_morphhr"),
+        peak=config.morph_learning_rate or config.learning_rate,
+        lr_multipliers=dict.fromkeys(front, 1.0),
+        default_multiplier=config.trunk_lr_multiplier,
+    )
+    p_base, base_labels = base_eval
+    p_final, labels = predict(model, datasets[1])
+    gain = resolution_gain(labels, p_base, p_final, base_labels=base_labels)
+    summary = {
+        "stage2_history": history,
+        "stage2_seconds": seconds,
+        "auc_final": auc(labels, p_final),
+        "resolution_gain": gain,
+    }
+    _log(
+        f"eval AUC after stage 2: {summary['auc_final']:.4f} at {config.resolution} px "
+        f"against the base's {auc(base_labels, p_base):.4f} at "
+        f"{config.base_resolution} px: "
+        f"{gain['difference']:+.4f}, DeLong p = {gain['delong_p']:.3g}"
+    )
+    return summary
+
+
 def train(
     config: TrainingConfig,
     *,
@@ -215,212 +314,55 @@ def train(
     Returns:
         ``(model, summary)``; ``summary`` holds the AUCs per stage.
     """
-    summary: dict[str, Any] = {}
-    eval_counts = count_labels(eval_files)
-    if sum(eval_counts) == 0:
-        raise ValueError(
-            f"The eval split {eval_files} holds no examples: ingest more patients "
-            "or raise eval_fraction."
-        )
-    counts = count_labels(train_files)
-    summary["train_label_counts"] = {"negative": counts[0], "positive": counts[1]}
-    _log(
-        f"training split: {counts[0]} negatives, {counts[1]} positives; "
-        f"eval split: {eval_counts[0]} negatives, {eval_counts[1]} positives"
-    )
-
-    replicas = strategy.num_replicas_in_sync
-    n_eval = sum(eval_counts)
-    # Keras' validation under several replicas needs full batches; the AUCs
-    # logged here (and the Evaluator's) use every eval example.
-    val_steps = (
-        n_eval // config.batch_size if replicas > 1 else -(-n_eval // config.batch_size)
-    )
-
-    def datasets(size: int):
-        train_ds = make_dataset(
-            train_files,
-            image_size=size,
-            batch_size=config.batch_size,
-            training=True,
-            balance=config.balance,
-            augment=config.augment,
-            seed=config.seed,
-            label_counts=counts,
-        )
-        train_ds = shard_by_data(train_ds, strategy)
-        eval_ds = make_dataset(
-            eval_files, image_size=size, batch_size=config.batch_size, training=False
-        )
-        # Repeated: Keras keeps one validation iterator across epochs and
-        # takes exactly val_steps batches (one pass) from it each epoch.
-        val_ds = make_dataset(
-            eval_files,
-            image_size=size,
-            batch_size=config.batch_size,
-            training=False,
-            drop_remainder=replicas > 1,
-        ).repeat()
-        val_ds = shard_by_data(val_ds, strategy)
-        return train_ds, eval_ds, (val_ds, val_steps)
-
-    def optimizer(
-        n_steps: int, peak: float | None = None, **kwargs
-    ) -> keras.optimizers.Optimizer:
-        lr = make_learning_rate(
-            peak or config.learning_rate,
-            n_steps,
-            kind=config.schedule,
-            warmup_fraction=config.warmup_fraction,
-        )
-        return LayerwiseAdamW(
-            learning_rate=lr, weight_decay=config.weight_decay, **kwargs
-        )
-
+    splits, summary = read_splits(config, strategy, train_files, eval_files)
+    run = dict(steps=steps, log_dir=log_dir)
     if config.pretrained == "base_model" and base_model_path:
-        _log(f"warm start from the previous model {base_model_path}")
-        train_ds, eval_ds, val_ds = datasets(config.resolution)
-        with strategy.scope():
-            model = keras.saving.load_model(base_model_path, compile=False)
-            _compile(model, optimizer(steps))
-        summary["auc_warm_start"] = _evaluate_auc(model, eval_ds)
-        summary["history"] = _fit(
-            model,
-            train_ds,
-            val_ds,
-            steps=steps,
-            epochs=config.epochs,
-            log_dir=os.path.join(log_dir, "warm_start"),
-            strategy=strategy,
+        model, part = warm_start(
+            config, splits, strategy, base_model_path=base_model_path, **run
         )
-        summary["auc_final"] = _evaluate_auc(model, eval_ds)
-        return model, summary
+        return model, {**summary, **part}
     if config.pretrained == "base_model":
         _log("pretrained='base_model' but the Trainer has no base_model input")
-
-    base_size = (
-        config.base_resolution if config.model == "morphhr" else config.resolution
-    )
-    with strategy.scope():
-        if config.pretrained and config.pretrained != "base_model":
-            base = _pretrained_base(config, base_size)
-            _log(f"base weights from {config.pretrained}")
-        else:
-            base = _build_base(config, base_size)
-
-    base_steps = steps if config.model == "resnet18" else config.base_steps
-    pretrained = bool(config.pretrained) and config.pretrained != "base_model"
-    train_ds, eval_ds, val_ds = datasets(base_size)
-    if base_steps and not (pretrained and config.model == "morphhr"):
-        with strategy.scope():
-            _compile(base, optimizer(base_steps))
-        _log(f"stage 1: {config.model} base at {base_size} px, {base_steps} steps")
-        start = time.time()
-        summary["stage1_history"] = _fit(
-            base,
-            train_ds,
-            val_ds,
-            steps=base_steps,
-            epochs=config.epochs,
-            log_dir=os.path.join(log_dir, "stage1_base"),
-            strategy=strategy,
-        )
-        summary["stage1_seconds"] = round(time.time() - start, 1)
-    else:
-        with strategy.scope():
-            _compile(base, optimizer(max(steps, 1)))
-    p_base, base_labels = _predict(base, eval_ds)
-    summary["auc_base"] = _auc(base_labels, p_base)
-    _log(f"eval AUC of the base at {base_size} px: {summary['auc_base']:.4f}")
+    base, base_eval, part = train_base(config, splits, strategy, **run)
+    summary.update(part)
     if config.model == "resnet18":
         summary["auc_final"] = summary["auc_base"]
         return base, summary
-
-    from morphhr_tf.models import build_morphhr
-
-    trunk_layers = {v.path.split("/")[0] for v in base.weights}
-    train_ds, eval_ds, val_ds = datasets(config.resolution)
-    with strategy.scope():
-        model = build_morphhr(
-            base,
-            config.resolution,
-            front_channels=config.front_channels,
-            front_blocks=config.front_blocks,
-            detail_branch=(
-                None if config.detail_branch == "none" else config.detail_branch
-            ),
-            # Every worker (and every rerun) must draw the same front.
-            seed=config.seed,
-        )
-        front = {
-            v.path.split("/")[0]
-            for v in model.trainable_weights
-            if v.path.split("/")[0] not in trunk_layers
-        }
-        _compile(
-            model,
-            optimizer(
-                steps,
-                config.morph_learning_rate or config.learning_rate,
-                lr_multipliers=dict.fromkeys(front, 1.0),
-                default_multiplier=config.trunk_lr_multiplier,
-            ),
-        )
-    check = morph_check(base, model, eval_files, config)
+    # Built before the morph, as the datasets always were.
+    datasets = make_datasets(splits, config.resolution, config, strategy)
+    model, front, check = morph(base, config, splits, strategy)
     summary.update(check)
-    _log(
-        f"morph to {config.resolution} px (k={config.scale}), checked in float32 on "
-        f"the eval split: AUC before the morph {check['auc_before_morph']:.4f}, "
-        f"right after it {check['auc_after_morph']:.4f}, max |p_morphhr(x) - "
-        f"p_base(avg_pool(x))| = {check['max_abs_diff_at_morph']:.2e}; "
-        f"new front layers: {sorted(front)}"
-    )
-    _log(f"stage 2: MorphHR at {config.resolution} px, {steps} steps")
-    start = time.time()
-    summary["stage2_history"] = _fit(
-        model,
-        train_ds,
-        val_ds,
-        steps=steps,
-        epochs=config.epochs,
-        log_dir=os.path.join(log_dir, "stage2_morphhr"),
-        strategy=strategy,
-    )
-    summary["stage2_seconds"] = round(time.time() - start, 1)
-    p_final, labels = _predict(model, eval_ds)
-    summary["auc_final"] = _auc(labels, p_final)
-    summary["resolution_gain"] = resolution_gain(
-        labels, p_base, p_final, base_labels=base_labels
-    )
-    gain = summary["resolution_gain"]
-    _log(
-        f"eval AUC after stage 2: {summary['auc_final']:.4f} at {config.resolution} px "
-        f"against the base's {summary['auc_base']:.4f} at {base_size} px: "
-        f"{gain['difference']:+.4f}, DeLong p = {gain['delong_p']:.3g}"
+    summary.update(
+        train_morphhr(model, front, datasets, base_eval, config, strategy, **run)
     )
     return model, summary
 
 
-def resolution_gain(labels, p_base, p_final, *, base_labels=None) -> dict[str, float]:
-    """Eval AUC of MorphHR minus the base's, with DeLong's paired test.
+def _save_outputs(
+    model: keras.Model,
+    summary: dict[str, Any],
+    config: TrainingConfig,
+    serving_model_dir: str,
+    model_run_dir: str,
+    previous_policy: str,
+) -> None:
+    """Writes the Keras model, the float32 SavedModel and the summary."""
+    keras_path = keras_model_path(serving_model_dir)
+    tf.io.gfile.makedirs(os.path.dirname(keras_path))
+    model.save(keras_path)
+    keras.config.set_dtype_policy(previous_policy)
+    export_serving_model(model, serving_model_dir, config.resolution)
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
 
-    Both models predict the same eval images in the same (unshuffled) order;
-    `base_labels` (the base's pass) is checked against `labels` to prove it.
-    """
-    from morphhr_tf.evaluation.metrics import delong_test
 
-    if base_labels is not None and not np.array_equal(labels, base_labels):
-        raise ValueError("the base and MorphHR eval passes saw different images")
-    if labels.min() == labels.max():
-        nan = float("nan")
-        return {"difference": nan, "delong_p": nan, "auc_base": nan, "auc_final": nan}
-    result = delong_test(labels, p_final, p_base)
-    return {
-        "auc_base": result.auc_b,
-        "auc_final": result.auc_a,
-        "difference": result.difference,
-        "delong_p": result.p_value,
-    }
+def _base_model_path(fn_args) -> str | None:
+    """The previous run's Keras model, if the Trainer got one that has it."""
+    if not fn_args.base_model:
+        return None
+    candidate = keras_model_path(fn_args.base_model)
+    return candidate if tf.io.gfile.exists(candidate) else None
 
 
 def run_fn(fn_args) -> None:
@@ -442,7 +384,7 @@ def run_fn(fn_args) -> None:
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
     # First: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = select_strategy(config.strategy)
-    steps = int(fn_args.train_steps or 100)
+    steps = int(fn_args.train_steps or DEFAULT_TRAIN_STEPS)
     policy = select_precision(config.precision)
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
@@ -458,10 +400,7 @@ def run_fn(fn_args) -> None:
             f"workers={num_workers(strategy)} task={task_of(strategy)} "
             f"chief={is_chief(strategy)}"
         )
-        base_model_path = None
-        if fn_args.base_model:
-            candidate = keras_model_path(fn_args.base_model)
-            base_model_path = candidate if tf.io.gfile.exists(candidate) else None
+        base_model_path = _base_model_path(fn_args)
         start = time.time()
         model, summary = train(
             config,
@@ -481,14 +420,9 @@ def run_fn(fn_args) -> None:
             task=task_of(strategy),
             train_seconds=round(time.time() - start, 1),
         )
-        keras_path = keras_model_path(serving_model_dir)
-        tf.io.gfile.makedirs(os.path.dirname(keras_path))
-        model.save(keras_path)
-        keras.config.set_dtype_policy(previous_policy)
-        export_serving_model(model, serving_model_dir, config.resolution)
-        tf.io.gfile.makedirs(model_run_dir)
-        with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
-            json.dump(summary, f, indent=2)
+        _save_outputs(
+            model, summary, config, serving_model_dir, model_run_dir, previous_policy
+        )
         # The Trainer checks serving_model_dir on every worker: leave only
         # once the chief has written it.
         barrier(strategy)

@@ -1,0 +1,96 @@
+"""The trainer's evaluation passes: predictions, AUCs, the morph check, the gain.
+
+Used by :mod:`morphhr_tf.training.trainer` between stages; every pass runs the
+model in inference mode over an unshuffled eval dataset, so two passes over the
+same files see the same images in the same order.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from morphhr_tf.training.config import TrainingConfig
+from morphhr_tf.training.export import float32_copy
+from morphhr_tf.training.input_pipeline import make_dataset
+
+# Batch size of the float32 morph-check passes: inference only, so it changes
+# nothing but their memory use and speed.
+MORPH_CHECK_BATCH_SIZE = 32
+
+
+def predict(model: keras.Model, dataset: tf.data.Dataset) -> tuple:
+    """``(probabilities, labels)`` of one pass over ``dataset``, as flat arrays."""
+    probs, labels = [], []
+    for images, y in dataset:
+        probs.append(np.asarray(model(images, training=False), np.float64).ravel())
+        labels.append(np.asarray(y).ravel())
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """ROC AUC; NaN when ``labels`` hold a single class."""
+    if labels.min() == labels.max():
+        return float("nan")
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, probs))
+
+
+def evaluate_auc(model: keras.Model, dataset: tf.data.Dataset) -> float:
+    """The AUC of ``model`` on one pass over ``dataset``."""
+    probs, labels = predict(model, dataset)
+    return auc(labels, probs)
+
+
+def morph_check(
+    base: keras.Model, model: keras.Model, eval_files: list[str], config: TrainingConfig
+) -> dict[str, float]:
+    """AUC of the base (on pooled images) and of the morphed model, in float32.
+
+    Under a mixed policy the morph is function-preserving only up to the
+    compute precision, so the check runs float32 copies of both models: the
+    two AUCs agree and the largest probability difference is about 1e-6.
+    """
+    base_ds = make_dataset(
+        eval_files,
+        image_size=config.base_resolution,
+        batch_size=MORPH_CHECK_BATCH_SIZE,
+        training=False,
+    )
+    full_ds = make_dataset(
+        eval_files,
+        image_size=config.resolution,
+        batch_size=MORPH_CHECK_BATCH_SIZE,
+        training=False,
+    )
+    p_base, labels = predict(float32_copy(base), base_ds)
+    p_morph, _ = predict(float32_copy(model), full_ds)
+    return {
+        "auc_before_morph": auc(labels, p_base),
+        "auc_after_morph": auc(labels, p_morph),
+        "max_abs_diff_at_morph": float(np.max(np.abs(p_base - p_morph))),
+    }
+
+
+def resolution_gain(labels, p_base, p_final, *, base_labels=None) -> dict[str, float]:
+    """Eval AUC of MorphHR minus the base's, with DeLong's paired test.
+
+    Both models predict the same eval images in the same (unshuffled) order;
+    `base_labels` (the base's pass) is checked against `labels` to prove it.
+    """
+    from morphhr_tf.evaluation.metrics import delong_test
+
+    if base_labels is not None and not np.array_equal(labels, base_labels):
+        raise ValueError("the base and MorphHR eval passes saw different images")
+    if labels.min() == labels.max():
+        nan = float("nan")
+        return {"difference": nan, "delong_p": nan, "auc_base": nan, "auc_final": nan}
+    result = delong_test(labels, p_final, p_base)
+    return {
+        "auc_base": result.auc_b,
+        "auc_final": result.auc_a,
+        "difference": result.difference,
+        "delong_p": result.p_value,
+    }

@@ -1,0 +1,203 @@
+"""One training stage of the trainer: its data, the layer-wise optimizer, the fit.
+
+:func:`read_splits` counts the labels once; :func:`make_datasets` builds the
+training, eval and validation datasets at one image size;
+:func:`train_stage` compiles a model with :class:`LayerwiseAdamW` (the
+per-layer learning rates of the MorphHR stage 2) and fits it, one TensorBoard
+folder per stage. Used by :mod:`morphhr_tf.training.trainer`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from morphhr_tf.training.config import TrainingConfig
+from morphhr_tf.training.input_pipeline import count_labels, make_dataset
+from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
+from morphhr_tf.training.strategy import shard_by_data, sync_replica_variables
+
+
+def log(message: str) -> None:
+    """Prints one line of the trainer's log."""
+    print(f"[morphhr trainer] {message}", flush=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The training and eval files with what the stages need to know of them.
+
+    Attributes:
+        train_files, eval_files: TFRecord globs.
+        train_counts: ``(negatives, positives)`` of the training split.
+        val_steps: batches of one Keras validation pass over the eval split.
+    """
+
+    train_files: list[str]
+    eval_files: list[str]
+    train_counts: tuple[int, int]
+    val_steps: int
+
+
+def read_splits(
+    config: TrainingConfig,
+    strategy: tf.distribute.Strategy,
+    train_files: list[str],
+    eval_files: list[str],
+) -> tuple[Splits, dict[str, Any]]:
+    """Counts the labels of both splits; returns them with the summary part."""
+    eval_counts = count_labels(eval_files)
+    if sum(eval_counts) == 0:
+        raise ValueError(
+            f"The eval split {eval_files} holds no examples: ingest more patients "
+            "or raise eval_fraction."
+        )
+    counts = count_labels(train_files)
+    log(
+        f"training split: {counts[0]} negatives, {counts[1]} positives; "
+        f"eval split: {eval_counts[0]} negatives, {eval_counts[1]} positives"
+    )
+    n_eval = sum(eval_counts)
+    # Keras' validation under several replicas needs full batches; the AUCs
+    # logged here (and the Evaluator's) use every eval example.
+    if strategy.num_replicas_in_sync > 1:
+        val_steps = n_eval // config.batch_size
+    else:
+        val_steps = -(-n_eval // config.batch_size)
+    splits = Splits(train_files, eval_files, counts, val_steps)
+    return splits, {
+        "train_label_counts": {"negative": counts[0], "positive": counts[1]}
+    }
+
+
+def make_datasets(
+    splits: Splits,
+    size: int,
+    config: TrainingConfig,
+    strategy: tf.distribute.Strategy,
+) -> tuple[tf.data.Dataset, tf.data.Dataset, tuple[tf.data.Dataset, int]]:
+    """``(train, eval, (validation, val_steps))`` datasets of ``size`` px images."""
+    replicas = strategy.num_replicas_in_sync
+    train_ds = make_dataset(
+        splits.train_files,
+        image_size=size,
+        batch_size=config.batch_size,
+        training=True,
+        balance=config.balance,
+        augment=config.augment,
+        seed=config.seed,
+        label_counts=splits.train_counts,
+    )
+    train_ds = shard_by_data(train_ds, strategy)
+    eval_ds = make_dataset(
+        splits.eval_files, image_size=size, batch_size=config.batch_size, training=False
+    )
+    # Repeated: Keras keeps one validation iterator across epochs and
+    # takes exactly val_steps batches (one pass) from it each epoch.
+    val_ds = make_dataset(
+        splits.eval_files,
+        image_size=size,
+        batch_size=config.batch_size,
+        training=False,
+        drop_remainder=replicas > 1,
+    ).repeat()
+    val_ds = shard_by_data(val_ds, strategy)
+    return train_ds, eval_ds, (val_ds, splits.val_steps)
+
+
+def compile_layerwise(
+    model: keras.Model,
+    config: TrainingConfig,
+    n_steps: int,
+    peak: float | None = None,
+    **kwargs,
+) -> None:
+    """Compiles ``model`` with the layer-wise AdamW over ``n_steps`` steps.
+
+    ``peak`` is the peak learning rate (``config.learning_rate`` when unset);
+    ``kwargs`` go to :class:`LayerwiseAdamW` (the per-layer multipliers).
+    """
+    lr = make_learning_rate(
+        peak or config.learning_rate,
+        n_steps,
+        kind=config.schedule,
+        warmup_fraction=config.warmup_fraction,
+    )
+    model.compile(
+        optimizer=LayerwiseAdamW(
+            learning_rate=lr, weight_decay=config.weight_decay, **kwargs
+        ),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc")],
+    )
+
+
+def fit(
+    model: keras.Model,
+    train_ds: tf.data.Dataset,
+    val_ds: tuple[tf.data.Dataset, int],
+    *,
+    steps: int,
+    epochs: int,
+    log_dir: str,
+    strategy: tf.distribute.Strategy,
+) -> dict[str, list[float]]:
+    epochs = max(1, min(epochs, steps))
+    val_data, val_steps = val_ds
+    history = model.fit(
+        train_ds,
+        steps_per_epoch=max(1, steps // epochs),
+        epochs=epochs,
+        validation_data=val_data if val_steps else None,
+        validation_steps=val_steps or None,
+        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")],
+        verbose=2,
+    )
+    # Batch-norm statistics: one value on every replica and worker.
+    sync_replica_variables(model.non_trainable_variables, strategy)
+    return {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def train_stage(
+    model: keras.Model,
+    datasets: tuple,
+    config: TrainingConfig,
+    strategy: tf.distribute.Strategy,
+    *,
+    steps: int,
+    log_dir: str,
+    peak: float | None = None,
+    **optimizer_kwargs,
+) -> tuple[dict[str, list[float]], float]:
+    """Compiles ``model`` with the layer-wise optimizer and fits it.
+
+    Args:
+        model: the model, built under ``strategy``.
+        datasets: ``make_datasets(...)`` at the model's input size.
+        config, strategy: as for :func:`train`.
+        steps: optimizer steps.
+        log_dir: this stage's TensorBoard folder.
+        peak, optimizer_kwargs: the peak learning rate and the
+            :class:`LayerwiseAdamW` multipliers.
+
+    Returns:
+        ``(history, seconds)``: the Keras history and the fit's duration.
+    """
+    with strategy.scope():
+        compile_layerwise(model, config, steps, peak, **optimizer_kwargs)
+    train_ds, _, val_ds = datasets
+    start = time.time()
+    history = fit(
+        model,
+        train_ds,
+        val_ds,
+        steps=steps,
+        epochs=config.epochs,
+        log_dir=log_dir,
+        strategy=strategy,
+    )
+    return history, round(time.time() - start, 1)
