@@ -4,95 +4,132 @@
 few hundred steps, sized to finish (data generation included) in under 15
 minutes on 2 CPU cores. ``gpu`` is the paper-like setting for real data on a
 GPU: 224 px base, 896 px MorphHR, full-width ResNet18.
+
+A :class:`Profile` is frozen and validated when built: the runners apply
+their command-line overrides with ``dataclasses.replace`` (on the profile, its
+``training`` :class:`~morphhr_tf.training.config.TrainingConfig` and its
+``ingest`` :class:`IngestConfig`), so a bad value raises ``ValueError`` before
+any data is generated or any component runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+
+from morphhr_tf.training.config import (
+    TrainingConfig,
+    check_positive_ints,
+    check_type,
+)
 
 PIPELINE_NAME = "morphhr"
 
 
 @dataclasses.dataclass(frozen=True)
-class Profile:
-    """One set of pipeline sizes and budgets."""
+class IngestConfig:
+    """The DicomExampleGen's options.
 
-    name: str
-    # Synthetic data set (local runner, when no --data-root is given).
-    synthetic_patients: int
-    synthetic_image_size: int
-    # Ingestion and training.
-    image_size: int
-    base_resolution: int
-    resolution: int
-    width: int
-    front_channels: int
-    base_steps: int
-    train_steps: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    morph_learning_rate: float
-    # Evaluation.
-    auc_lower_bound: float
+    Args:
+        image_size: stored image size in pixels.
+        eval_fraction: fraction of the training patients held out for eval.
+        beam_workers: local Beam worker processes for the DICOM decoding.
+
+    Raises:
+        ValueError: for a non-positive size or worker count, or an
+            ``eval_fraction`` outside [0, 1).
+    """
+
+    image_size: int = 896
     eval_fraction: float = 0.2
     beam_workers: int = 1
 
-    def training_config(self, model: str = "morphhr", **overrides: Any) -> dict:
-        """The Trainer's ``custom_config`` for this profile."""
-        config = {
-            "model": model,
-            "base_resolution": self.base_resolution,
-            "resolution": self.resolution,
-            "width": self.width,
-            "front_channels": self.front_channels,
-            "base_steps": self.base_steps,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "morph_learning_rate": self.morph_learning_rate,
-        }
-        config.update(overrides)
-        return config
+    def __post_init__(self):
+        check_positive_ints(self, ("image_size", "beam_workers"))
+        check_type("eval_fraction", self.eval_fraction, float)
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise ValueError(
+                f"eval_fraction must lie in [0, 1). Received: {self.eval_fraction!r}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """One set of pipeline sizes and budgets.
+
+    Args:
+        name: the profile's key in :data:`PROFILES`.
+        training: the Trainer's options (its ``custom_config`` is
+            ``training.to_custom_config()``).
+        ingest: the ExampleGen's options.
+        train_steps: the Trainer's ``train_args.num_steps`` (the final stage).
+        auc_lower_bound: overall eval AUC needed for the blessing.
+        synthetic_patients, synthetic_image_size: the synthetic data set the
+            local runner generates when no data is given.
+
+    Raises:
+        ValueError: for a non-positive step count or synthetic size, or an
+            ``auc_lower_bound`` outside [0, 1].
+    """
+
+    name: str
+    training: TrainingConfig
+    ingest: IngestConfig
+    train_steps: int
+    auc_lower_bound: float
+    synthetic_patients: int
+    synthetic_image_size: int
+
+    def __post_init__(self):
+        check_type("training", self.training, TrainingConfig)
+        check_type("ingest", self.ingest, IngestConfig)
+        check_positive_ints(
+            self, ("train_steps", "synthetic_patients", "synthetic_image_size")
+        )
+        check_type("auc_lower_bound", self.auc_lower_bound, float)
+        if not 0.0 <= self.auc_lower_bound <= 1.0:
+            raise ValueError(
+                "auc_lower_bound must lie in [0, 1]. "
+                f"Received: {self.auc_lower_bound!r}"
+            )
 
 
 PROFILES = {
     "cpu": Profile(
         name="cpu",
+        training=TrainingConfig(
+            base_resolution=128,
+            resolution=256,
+            width=16,
+            front_channels=8,
+            base_steps=600,
+            epochs=3,
+            batch_size=16,
+            learning_rate=2e-3,
+            morph_learning_rate=1e-3,
+        ),
+        ingest=IngestConfig(image_size=256, eval_fraction=0.25, beam_workers=2),
+        train_steps=600,
+        auc_lower_bound=0.65,
         synthetic_patients=300,
         synthetic_image_size=512,
-        image_size=256,
-        base_resolution=128,
-        resolution=256,
-        width=16,
-        front_channels=8,
-        base_steps=600,
-        train_steps=600,
-        epochs=3,
-        batch_size=16,
-        learning_rate=2e-3,
-        morph_learning_rate=1e-3,
-        auc_lower_bound=0.65,
-        eval_fraction=0.25,
-        beam_workers=2,
     ),
     "gpu": Profile(
         name="gpu",
+        training=TrainingConfig(
+            base_resolution=224,
+            resolution=896,
+            width=64,
+            front_channels=8,
+            base_steps=3000,
+            epochs=10,
+            batch_size=32,
+            learning_rate=1e-3,
+            morph_learning_rate=3e-4,
+        ),
+        ingest=IngestConfig(image_size=896, beam_workers=4),
+        train_steps=3000,
+        auc_lower_bound=0.65,
         synthetic_patients=400,
         synthetic_image_size=1024,
-        image_size=896,
-        base_resolution=224,
-        resolution=896,
-        width=64,
-        front_channels=8,
-        base_steps=3000,
-        train_steps=3000,
-        epochs=10,
-        batch_size=32,
-        learning_rate=1e-3,
-        morph_learning_rate=3e-4,
-        auc_lower_bound=0.65,
-        beam_workers=4,
     ),
 }

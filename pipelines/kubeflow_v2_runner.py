@@ -26,6 +26,7 @@ or Spark through Beam's portable runners; docs/deploy.md lists the flags),
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -277,8 +278,8 @@ def compile_pipeline(
         ``output_path``.
 
     Raises:
-        ValueError: for an unknown profile or output extension, resources of
-            an unknown component, or a spec that fails
+        ValueError: for an unknown profile, model or output extension,
+            resources of an unknown component, or a spec that fails
             :func:`check_pipeline_spec`.
     """
     if profile not in configs.PROFILES:
@@ -290,6 +291,7 @@ def compile_pipeline(
             f"output_path must end in .json or .yaml. Received: {output_path!r}"
         )
     p = configs.PROFILES[profile]
+    p = dataclasses.replace(p, training=dataclasses.replace(p.training, model=model))
     resources = {**DEFAULT_RESOURCES.get(profile, {}), **(resources or {})}
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
@@ -298,13 +300,13 @@ def compile_pipeline(
         serving_model_dir=serving_model_dir,
         source=source,
         manifest=manifest,
-        image_size=p.image_size,
+        image_size=p.ingest.image_size,
         train_steps=p.train_steps,
-        training_config=p.training_config(model),
+        training_config=p.training,
         auc_lower_bound=p.auc_lower_bound,
         beam_pipeline_args=beam_args or beam_pipeline_args(1),
         ingest_beam_args=(
-            ingest_beam_args or beam_args or beam_pipeline_args(p.beam_workers)
+            ingest_beam_args or beam_args or beam_pipeline_args(p.ingest.beam_workers)
         ),
         enable_cache=enable_cache,
         resources=resources,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -115,9 +116,64 @@ def _environ(name: str, value: str):
             os.environ[name] = old
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Runs the pipeline for parsed arguments; returns the summary dict."""
+def resolve_profile(args: argparse.Namespace) -> configs.Profile:
+    """The ``--profile`` with the command line's overrides applied.
+
+    Pure: nothing is generated or run. ``--resolution``, ``--base-resolution``,
+    ``--width``, ``--image-size``, ``--train-steps``, ``--patients``,
+    ``--synthetic-rows`` and ``--beam-workers`` apply when non-zero,
+    ``--base-steps``, ``--eval-fraction`` and ``--auc-lower-bound`` when
+    given. ``resnet18`` trains at ``resolution`` (its ``base_resolution`` is
+    set to it); the stored image size is at least ``resolution``.
+
+    Raises:
+        ValueError: for a value the profile's configs refuse (e.g. a
+            ``--resolution`` that is no multiple of ``--base-resolution``).
+    """
     profile = configs.PROFILES[args.profile]
+    training = profile.training
+    resolution = args.resolution or training.resolution
+    overrides = {
+        "model": args.model,
+        "resolution": resolution,
+        "base_resolution": (
+            resolution
+            if args.model == "resnet18"
+            else args.base_resolution or training.base_resolution
+        ),
+    }
+    if args.base_steps is not None:
+        overrides["base_steps"] = args.base_steps
+    if args.width:
+        overrides["width"] = args.width
+    ingest = dataclasses.replace(
+        profile.ingest,
+        image_size=max(resolution, args.image_size or 0),
+        beam_workers=args.beam_workers or profile.ingest.beam_workers,
+    )
+    if args.eval_fraction is not None:
+        ingest = dataclasses.replace(ingest, eval_fraction=args.eval_fraction)
+    profile = dataclasses.replace(
+        profile,
+        training=dataclasses.replace(training, **overrides),
+        ingest=ingest,
+        train_steps=args.train_steps or profile.train_steps,
+        synthetic_patients=args.patients or profile.synthetic_patients,
+        synthetic_image_size=args.synthetic_rows or profile.synthetic_image_size,
+    )
+    if args.auc_lower_bound is not None:
+        profile = dataclasses.replace(profile, auc_lower_bound=args.auc_lower_bound)
+    return profile
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Runs the pipeline for parsed arguments; returns the summary dict.
+
+    Raises:
+        ValueError: for invalid options (see :func:`resolve_profile`), before
+            any data is generated or any component runs.
+    """
+    profile = resolve_profile(args)
     work_dir = os.path.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
     start = time.time()
@@ -130,24 +186,10 @@ def run(args: argparse.Namespace) -> dict:
         data_root = os.path.join(work_dir, "data", "synthetic_cbis_ddsm")
         ensure_synthetic_data(
             data_root,
-            patients=args.patients or profile.synthetic_patients,
-            rows=args.synthetic_rows or profile.synthetic_image_size,
+            patients=profile.synthetic_patients,
+            rows=profile.synthetic_image_size,
         )
 
-    resolution = args.resolution or profile.resolution
-    base_resolution = args.base_resolution or profile.base_resolution
-    if args.model == "morphhr" and resolution % base_resolution:
-        raise SystemExit(
-            f"--resolution must be a multiple of the base resolution {base_resolution}. "
-            f"Received: {resolution}"
-        )
-    overrides = {"resolution": resolution, "base_resolution": base_resolution}
-    if args.base_steps is not None:
-        overrides["base_steps"] = args.base_steps
-    if args.width:
-        overrides["width"] = args.width
-    if args.model == "resnet18":
-        overrides["base_resolution"] = resolution
     pipeline_name = args.pipeline_name
     metadata_path = os.path.join(work_dir, "metadata.sqlite")
     serving_model_dir = os.path.join(work_dir, "serving_model", pipeline_name)
@@ -158,26 +200,18 @@ def run(args: argparse.Namespace) -> dict:
         serving_model_dir=serving_model_dir,
         source=source,
         manifest=manifest,
-        image_size=max(resolution, args.image_size or 0),
-        eval_fraction=(
-            args.eval_fraction
-            if args.eval_fraction is not None
-            else profile.eval_fraction
-        ),
-        train_steps=args.train_steps or profile.train_steps,
-        training_config=profile.training_config(args.model, **overrides),
-        auc_lower_bound=(
-            args.auc_lower_bound
-            if args.auc_lower_bound is not None
-            else profile.auc_lower_bound
-        ),
+        image_size=profile.ingest.image_size,
+        eval_fraction=profile.ingest.eval_fraction,
+        train_steps=profile.train_steps,
+        training_config=profile.training,
+        auc_lower_bound=profile.auc_lower_bound,
         warm_start=args.warm_start,
         enable_cache=not args.no_cache,
         metadata_connection_config=(
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
         ),
         beam_pipeline_args=beam_pipeline_args(1),
-        ingest_beam_args=beam_pipeline_args(args.beam_workers or profile.beam_workers),
+        ingest_beam_args=beam_pipeline_args(profile.ingest.beam_workers),
     )
     # Read by the DicomExampleGen executor (which refuses a folder inside the
     # pipeline root); not a component parameter, so the cache key and the
@@ -225,7 +259,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warm-start", action="store_true")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        resolve_profile(args)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

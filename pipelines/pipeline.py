@@ -17,6 +17,7 @@ from tfx.types import standard_artifacts
 
 from components.dicom_example_gen import DicomExampleGen
 from morphhr_tf.evaluation.eval_config import make_eval_config
+from morphhr_tf.training.config import TrainingConfig
 
 RUN_FN = "morphhr_tf.training.trainer.run_fn"
 
@@ -158,7 +159,7 @@ def create_pipeline(
     eval_fraction: float = 0.2,
     train_steps: int = 1000,
     eval_steps: int = 0,
-    training_config: dict[str, Any] | None = None,
+    training_config: TrainingConfig | dict[str, Any] | None = None,
     auc_lower_bound: float = 0.6,
     max_auc_regression: float = 1e-10,
     warm_start: bool = False,
@@ -185,7 +186,9 @@ def create_pipeline(
             ``$MORPHHR_SALT`` from its environment.)
         train_steps: optimizer steps of the final training stage.
         eval_steps: ``eval_args.num_steps`` (0: the whole eval split).
-        training_config: the Trainer's ``custom_config``
+        training_config: the Trainer's options: a ``TrainingConfig``
+            (passed as ``to_custom_config()``) or a ``custom_config`` dict,
+            validated here and passed as given
             (:mod:`morphhr_tf.training.config`).
         auc_lower_bound: overall eval AUC needed for the blessing.
         max_auc_regression: allowed AUC drop versus the last blessed model.
@@ -209,7 +212,8 @@ def create_pipeline(
         The ``tfx.dsl.Pipeline``.
 
     Raises:
-        ValueError: for resources of an unknown component.
+        ValueError: for resources of an unknown component or invalid
+            training options.
     """
     resources = dict(resources or {})
     unknown = sorted(set(resources) - set(CONTAINER_COMPONENTS))
@@ -229,7 +233,11 @@ def create_pipeline(
         example_gen = example_gen.with_beam_pipeline_args(ingest_beam_args)
     components: list[Any] = [example_gen]
 
-    custom_config = dict(training_config or {})
+    if isinstance(training_config, TrainingConfig):
+        custom_config = training_config.to_custom_config()
+    else:
+        custom_config = dict(training_config or {})
+        TrainingConfig.from_custom_config(custom_config)  # raises if invalid
     trainer_kwargs: dict[str, Any] = {}
     if warm_start:
         latest_model = tfx.dsl.Resolver(

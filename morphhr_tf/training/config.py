@@ -75,6 +75,36 @@ def _parse_bool(key: str, value: Any) -> bool:
     )
 
 
+_KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_type(name: str, value: Any, kind: type) -> None:
+    """Raises ValueError unless ``value`` is a ``kind`` (a bool is no number).
+
+    ``float`` accepts an ``int`` too; ``int`` and ``float`` refuse ``bool``.
+    """
+    if kind is float:
+        ok = isinstance(value, (int, float))
+    else:
+        ok = isinstance(value, kind)
+    if ok and kind is not bool and isinstance(value, bool):
+        ok = False
+    if not ok:
+        what = _KINDS.get(kind, f"a {kind.__name__}")
+        raise ValueError(f"{name} must be {what}. Received: {name}={value!r}")
+
+
+def check_positive_ints(owner: Any, names: tuple[str, ...]) -> None:
+    """Raises ValueError unless each named attribute of ``owner`` is an int >= 1."""
+    for name in names:
+        value = getattr(owner, name)
+        check_type(name, value, int)
+        if value < 1:
+            raise ValueError(
+                f"{name} must be a positive integer. Received: {name}={value!r}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
     """Validated training options (see the module docstring for each key)."""
@@ -103,6 +133,13 @@ class TrainingConfig:
     seed: int = 0
 
     def __post_init__(self):
+        # Field types first: dataclasses.replace() and the constructor take
+        # values as given (from_custom_config parses JSON and strings).
+        for field in dataclasses.fields(self):
+            kind = type(field.default)
+            check_type(field.name, getattr(self, field.name), kind)
+            if kind is float:  # a canonical float, whatever number was given
+                object.__setattr__(self, field.name, float(getattr(self, field.name)))
         for name, allowed in (
             ("model", MODELS),
             ("schedule", SCHEDULES),
@@ -116,12 +153,9 @@ class TrainingConfig:
                 raise ValueError(
                     f"{name} must be one of {allowed}. Received: {name}={value!r}"
                 )
-        for name in ("base_resolution", "resolution", "width", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"{name} must be a positive integer. Received: {name}={value!r}"
-                )
+        check_positive_ints(
+            self, ("base_resolution", "resolution", "width", "batch_size", "epochs")
+        )
         if self.model == "morphhr" and self.resolution % self.base_resolution:
             raise ValueError(
                 "resolution must be an integer multiple of base_resolution. "
@@ -179,10 +213,16 @@ class TrainingConfig:
                 if value != int(value):
                     raise ValueError(f"{key} must be an integer. Received: {value}")
                 value = int(value)
-            elif isinstance(default, float) and isinstance(value, int):
-                value = float(value)
             kwargs[key] = value
         return cls(**kwargs)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_custom_config(self) -> dict[str, Any]:
+        """Every option as a JSON-safe dict: the Trainer's ``custom_config``.
+
+        ``from_custom_config`` of it (JSON round trip included) gives back an
+        equal config.
+        """
         return dataclasses.asdict(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.to_custom_config()

@@ -134,14 +134,14 @@ def test_spec_carries_the_profile_parameters(gpu_spec):
     gpu = configs.PROFILES["gpu"]
     trainer = tasks[pipeline_lib.TRAINER]
     assert json.loads(_parameter(trainer, "custom_config")) == (
-        gpu.training_config("morphhr")
+        gpu.training.to_custom_config()
     )
     assert json.loads(_parameter(trainer, "train_args"))["num_steps"] == (
         gpu.train_steps
     )
     assert _parameter(trainer, "run_fn") == pipeline_lib.RUN_FN
     gen = tasks[pipeline_lib.EXAMPLE_GEN]
-    assert _parameter(gen, "image_size") == gpu.image_size
+    assert _parameter(gen, "image_size") == gpu.ingest.image_size
     assert _parameter(gen, "source") == "cbis_ddsm"
     pusher = tasks[pipeline_lib.PUSHER]
     assert "gs://my-bucket/morphhr/serving_model" in _parameter(

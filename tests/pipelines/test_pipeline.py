@@ -1,7 +1,9 @@
 import json
 
+import pytest
 from tfx import v1 as tfx
 
+from morphhr_tf.training.config import TrainingConfig
 from pipelines import pipeline as pipeline_lib
 
 
@@ -59,3 +61,14 @@ def test_warm_start_feeds_the_latest_model_to_the_trainer(tmp_path):
     trainer = comps[pipeline_lib.TRAINER]
     assert "base_model" in trainer.inputs
     assert '"pretrained": "base_model"' in trainer.exec_properties["custom_config"]
+
+
+def test_a_training_config_is_passed_whole_and_dicts_are_validated(tmp_path):
+    config = TrainingConfig(resolution=256, base_resolution=128, augment=False)
+    p = _pipeline(tmp_path, training_config=config)
+    (trainer,) = [c for c in p.components if c.id == pipeline_lib.TRAINER]
+    custom_config = json.loads(trainer.exec_properties["custom_config"])
+    assert custom_config == config.to_custom_config()
+    assert TrainingConfig.from_custom_config(custom_config) == config
+    with pytest.raises(ValueError, match="augment must be a boolean"):
+        _pipeline(tmp_path, training_config={"augment": "maybe"})

@@ -1,3 +1,6 @@
+import dataclasses
+import json
+
 import pytest
 
 from morphhr_tf.training.config import TrainingConfig
@@ -57,3 +60,33 @@ def test_detail_branch_is_validated():
     assert TrainingConfig(detail_branch="none").detail_branch == "none"
     with pytest.raises(ValueError, match="detail_branch must be one of"):
         TrainingConfig(detail_branch="ones")
+
+
+def test_to_custom_config_round_trips_through_json():
+    config = TrainingConfig(
+        model="resnet18", resolution=96, learning_rate=1, augment=False, pretrained="x"
+    )
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    custom_config = json.loads(json.dumps(config.to_custom_config()))
+    assert TrainingConfig.from_custom_config(custom_config) == config
+    assert TrainingConfig.from_custom_config(TrainingConfig().to_custom_config()) == (
+        TrainingConfig()
+    )
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"augment": "false"}, "augment must be a boolean"),
+        ({"augment": 0}, "augment must be a boolean"),
+        ({"resolution": 128.0}, "resolution must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"learning_rate": "1e-3"}, "learning_rate must be a number"),
+        ({"model": None}, "model must be a string"),
+    ],
+)
+def test_the_constructor_and_replace_check_types(options, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingConfig(**options)
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(TrainingConfig(), **options)
