@@ -7,6 +7,37 @@ sampling (or class weights) and augmentation: up-down flips (the canonical
 orientation puts every breast against the same side, so left-right flips are
 not used), a whole-pixel shift (or, on request, a small bilinear affine:
 rotation, scale, shift) and intensity jitter (gamma, contrast, brightness).
+
+Reproducibility: a training dataset from :func:`make_dataset` is a function
+of its arguments (``seed`` included) and TensorFlow's global seed
+(``tf.random.set_seed``, which ``keras.utils.set_random_seed`` sets), and of
+nothing else: every iterator over it yields the same batches, in every
+``balance`` mode, with or without augmentation. ``Dataset.shuffle(seed=s,
+reshuffle_each_iteration=True)`` alone does not give that: all the iterators
+of one shuffled dataset draw their orders from one seed generator, the
+second iterator gets the second order, and an iterator that has been
+abandoned but not yet deleted still draws a new order whenever its
+prefetching threads cross an epoch boundary. Keras 3's ``fit`` under a
+distribution strategy makes two iterators (one batch for the symbolic build,
+then a fresh iterator for training), so which order training saw depended on
+how far the first one had prefetched: a race, lost now and then on a busy
+machine. The ``sample`` mode iterated the shuffle twice at once, once per
+class, and raced the same way. Here every iterator makes its own shuffled
+stream (:func:`_shuffled_epochs`), so the race has nothing left to decide.
+The parallel map and interleave stages keep their order
+(``tf.data.Options.deterministic``, set explicitly).
+
+Bitwise identical training needs deterministic kernels as well. On the CPU,
+TensorFlow's kernels that the models here use (oneDNN convolutions and
+matrix products, Eigen reductions) give the same bits from run to run on one
+machine with a fixed thread count (the multi-worker test compares three
+processes bit for bit), though nothing guarantees it across thread counts
+or instruction sets; on GPUs several kernels (cuDNN convolution backprop algorithms, ``segment_sum``
+and scatter-add gradients with atomics) are not deterministic at all.
+``tf.config.experimental.enable_op_determinism()`` (the successor of the
+``TF_DETERMINISTIC_OPS=1`` environment variable) selects deterministic
+algorithms, or raises for an op that has none, at some cost in speed; it
+also requires every random op to be seeded, which this pipeline satisfies.
 """
 
 from __future__ import annotations
@@ -39,6 +70,24 @@ def _records(files: list[str]) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(
         files, compression_type="GZIP", num_parallel_reads=min(len(files), 4)
     )
+
+
+def _shuffled_epochs(files: list[str], seed: int) -> tf.data.Dataset:
+    """The records, shuffled afresh every epoch, forever; the same for every iterator.
+
+    The shuffle sits inside a one-element ``flat_map``, so every iterator
+    over the result builds its own shuffle, whose seed generator starts from
+    ``seed`` and which only that iterator's ``repeat`` advances (epoch by
+    epoch, in order). What each iterator yields is what the first iterator
+    of ``records.shuffle(1024, seed, reshuffle_each_iteration=True).repeat()``
+    yields: a new order every epoch, the same orders every time.
+    """
+
+    def epochs(_):
+        records = _records(files)
+        return records.shuffle(1024, seed=seed, reshuffle_each_iteration=True).repeat()
+
+    return tf.data.Dataset.range(1).flat_map(epochs)
 
 
 def count_labels(file_patterns: str | Sequence[str]) -> tuple[int, int]:
@@ -153,7 +202,9 @@ def make_dataset(
             ``class_weight`` adds a third element, a per-example weight
             ``n / (2 n_class)``; ``none`` leaves the data as it is.
         augment: apply :func:`augment_image` (training only).
-        seed: shuffling and augmentation seed.
+        seed: shuffling and augmentation seed. The same seed gives the same
+            batches, from every iterator over the dataset (see the module
+            docstring).
         label_counts: (negatives, positives); counted when needed and absent.
         drop_remainder: drop a last partial batch (default: ``training``).
             Multi-replica validation needs it: Keras cannot split a batch
@@ -167,9 +218,7 @@ def make_dataset(
             split that holds a single class.
     """
     files = _list_files(file_patterns)
-    ds = _records(files)
-    if training:
-        ds = ds.shuffle(1024, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = _shuffled_epochs(files, seed) if training else _records(files)
 
     def parse(serialized):
         ex = parse_example(serialized)
@@ -185,6 +234,9 @@ def make_dataset(
                 f"Received: negatives={neg}, positives={pos}"
             )
         if balance == "sample":
+            # Each branch iterates the upstream on its own and so builds its
+            # own shuffle (_shuffled_epochs): both see the same epoch orders,
+            # one keeps the positives, the other the negatives.
             pos_ds = ds.filter(lambda png, y: y[0] > 0.5)
             neg_ds = ds.filter(lambda png, y: y[0] <= 0.5)
             ds = tf.data.Dataset.sample_from_datasets(
@@ -212,4 +264,6 @@ def make_dataset(
     if drop_remainder is None:
         drop_remainder = training
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    return ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.prefetch(AUTOTUNE).with_options(options)
