@@ -301,6 +301,7 @@ def compile_pipeline(
         source=source,
         manifest=manifest,
         image_size=p.ingest.image_size,
+        eval_fraction=p.ingest.eval_fraction,
         train_steps=p.train_steps,
         training_config=p.training,
         auc_lower_bound=p.auc_lower_bound,
