@@ -2,11 +2,19 @@
 
 Small, sparse structures (microcalcification-like specks a pixel wide) vanish
 in a stride-4 stem and are diluted by a global *average* pool over a large
-image. :func:`add_detail_branch` adds beside the trunk a detector that works
-at full resolution and pools with a global *maximum*: two 3x3 conv + BN + ReLU
-blocks at full resolution, a max-pool, a conv + BN + ReLU block, a max-pool, a
-conv and a global max pool, then a dense layer whose logits are **added** to
-the trunk's logits before the final activation.
+image. :func:`add_detail_branch` adds beside the trunk a detector that looks
+at full resolution and pools with a global *maximum*: three 3x3 conv + BN +
+ReLU blocks, each followed by a 2x2 max-pool (at full resolution, /2 and /4),
+a 3x3 conv at /8 and a global max pool, then a dense layer whose logits are
+**added** to the trunk's logits before the final activation.
+
+The first conv sees every full-resolution pixel and the max-pool after it
+keeps a one-pixel speck's response, so pooling early loses no speck; the
+receptive field is 38 px (a whole cluster of specks, not only two neighbours)
+and the branch costs about 1,150 multiply-accumulates per full-resolution
+pixel at the default widths. An earlier layout, two convs at full resolution
+before the first pool, saw 20 px at 3.6x the cost (``docs/results.md``
+compares the two).
 
 The morph is exact: at construction the branch's contribution is exactly zero,
 so ``new_model(x) == model(x)`` (in inference and in training mode). Two ways
@@ -57,12 +65,11 @@ def _detector(x, channels: Sequence[int], prefix: str, seed: int | None = None):
             name=f"{prefix}{i}_conv",
         )(x)
 
-    for i in range(3):
+    for i in range(3):  # at full resolution, /2 and /4
         x = conv(x, i)
         x = L.BatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
-        if i:  # full resolution for the first two blocks, then /2, then /4
-            x = L.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
+        x = L.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
     x = conv(x, 3, bias=True)
     return L.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
 

@@ -8,7 +8,7 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   final input size k * S (MorphHR); ``resnet18`` trains at ``resolution``.
 - ``width``: ResNet18 stem width (64 is the standard network).
 - ``front_channels`` / ``front_blocks``: the MorphHR full-resolution front.
-- ``detail_branch``: ``"zeros"`` (default), ``"antithetic"`` or ``"none"``:
+- ``detail_branch``: ``"antithetic"`` (default), ``"zeros"`` or ``"none"``:
   MorphHR's full-resolution, max-pooled detail branch and its exact
   initialisation (:mod:`morphhr_tf.models.detail_branch`). Without it MorphHR
   does not learn structures a pixel or two wide (``docs/results.md``).
@@ -115,7 +115,7 @@ class TrainingConfig:
     width: int = 16
     front_channels: int = 8
     front_blocks: int = 2
-    detail_branch: str = "zeros"
+    detail_branch: str = "antithetic"
     base_steps: int = 100
     epochs: int = 2
     batch_size: int = 16

@@ -56,7 +56,7 @@ def test_unclear_booleans_are_refused(value):
 
 
 def test_detail_branch_is_validated():
-    assert TrainingConfig().detail_branch == "zeros"
+    assert TrainingConfig().detail_branch == "antithetic"
     assert TrainingConfig(detail_branch="none").detail_branch == "none"
     with pytest.raises(ValueError, match="detail_branch must be one of"):
         TrainingConfig(detail_branch="ones")
