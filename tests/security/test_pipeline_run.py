@@ -1,6 +1,9 @@
 """The local pipeline, end to end, as an operator runs it: killed during
-training (SIGTERM, then SIGKILL), rerun to completion, then run with a broken
-Trainer config. One set of runs (a module fixture) serves three checks:
+training (SIGTERM, then SIGKILL), rerun to completion, then run again after
+the cached eval split's files were lost from storage, so the Trainer fails
+inside the component. (A broken *config* never gets that far: the runner
+refuses it before any component runs, ``tests/pipelines/test_local_runner.py``.)
+One set of runs (a module fixture) serves three checks:
 
 - resume: the rerun completes, reuses the cached ExampleGen execution, and the
   Evaluator and Pusher read the model of a COMPLETE Trainer execution, never
@@ -52,7 +55,9 @@ ARGS = [
     "--beam-workers", "1",
 ]  # fmt: skip
 TRAINER_STARTED = b"[morphhr trainer] stage 1:"
-BROKEN_CONFIG = ["--base-steps", "-1"]  # TrainingConfig refuses it
+# A valid config that differs from the rerun's, so the Trainer is not served
+# from the cache; the run fails on the eval split the fixture deletes.
+BROKEN_CONFIG = ["--base-steps", "31"]
 RUN_SECONDS = 420
 
 
@@ -121,7 +126,7 @@ class Run:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Four runs on one work dir: SIGTERM'd and SIGKILL'd during training, a
-    complete rerun, and one with a Trainer config that fails."""
+    complete rerun, and one whose Trainer finds the eval split gone."""
     from morphhr_tf.synthetic.cbis_ddsm import generate
 
     base = tmp_path_factory.mktemp("pipeline_run")
@@ -145,6 +150,10 @@ def runs(tmp_path_factory):
         run.wait_for(TRAINER_STARTED, RUN_SECONDS)
         done[label] = (run, run.kill(sig))
     for label, extra in (("rerun", ()), ("broken", BROKEN_CONFIG)):
+        if label == "broken":  # storage lost the cached eval split
+            examples = work / "run" / "pipeline_root" / NAME / pipeline_lib.EXAMPLE_GEN
+            (split,) = examples.glob("examples/*/Split-eval")
+            shutil.rmtree(split)
         run = Run(label, work, data_root, extra)
         done[label] = (run, run.finish())
     return {
@@ -245,7 +254,9 @@ def test_killed_runs_resume_from_cache_without_half_written_artifacts(runs):
 def test_a_failing_component_logs_a_clear_error_and_is_marked_failed(runs):
     (out, err), code = runs["runs"]["broken"]
     assert code != 0
-    assert b"base_steps must be >= 0. Received: -1" in err, err[-3000:].decode()
+    assert b"No TFRecord files match" in err and b"Split-eval" in err, err[
+        -3000:
+    ].decode()
     store = open_store(str(runs["work"] / "metadata.sqlite"))
     last = node_executions(store, NAME, pipeline_lib.TRAINER)[-1]
     assert execution_state(last) == "FAILED"
