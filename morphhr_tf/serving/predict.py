@@ -16,7 +16,8 @@ an empty probability, ``status=rejected`` and the reason, and never stops the
 others. Exit status: 0 when at least one file was scored, 1 (with a message
 on stderr) when files were found but none could be scored, 2 for a usage
 error (no model, no input files). The CSV names your files by their paths:
-it is a local report, not an artifact to share.
+it is a local report, not an artifact to share. A progress bar (files read
+and scored) goes to stderr; ``--no-progress`` turns it off.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def predict_files(
     batch_size: int = 8,
     resize_mode: str = "square",
     modalities: Sequence[str] | None = ("MG",),
+    progress: bool = False,
 ) -> list[dict[str, str]]:
     """Predicts every file; returns one row dict per file, in order.
 
@@ -110,6 +112,7 @@ def predict_files(
         batch_size: images per signature call.
         resize_mode: ``square`` or ``pad``, as at ingestion (DICOM files).
         modalities: accepted DICOM Modality values (``None``: any).
+        progress: show a progress bar (files read and scored) on stderr.
 
     Returns:
         ``[{"path", "probability", "status", "reason"}]``.
@@ -157,7 +160,12 @@ def predict_files(
                     rows[item[0]].update(status="rejected", reason=error_reason(err))
         pending.clear()
 
-    for i, path in enumerate(files):
+    from tqdm import tqdm
+
+    bar = tqdm(
+        files, desc="predict", unit="file", file=sys.stderr, disable=not progress
+    )
+    for i, path in enumerate(bar):
         try:
             if path.lower().endswith(PNG_SUFFIXES):
                 with open(path, "rb") as f:
@@ -189,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--resize-mode", default="square", choices=("square", "pad"))
     parser.add_argument("--modalities", default="MG", help="comma-separated, or 'any'")
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar on stderr"
+    )
     args = parser.parse_args(argv)
     modalities = None if args.modalities == "any" else tuple(args.modalities.split(","))
     try:
@@ -201,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             resize_mode=args.resize_mode,
             modalities=modalities,
+            progress=not args.no_progress,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

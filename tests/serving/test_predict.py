@@ -34,9 +34,16 @@ def test_predict_cli_writes_probabilities_and_lists_rejects(
     assert rows["broken.dcm"]["status"] == "rejected"
     assert rows["broken.dcm"]["probability"] == ""
     assert rows["broken.dcm"]["reason"]
-    printed = capsys.readouterr().out
-    assert "2 predicted, 1 rejected" in printed
-    assert "broken.dcm" in printed
+    captured = capsys.readouterr()
+    assert "2 predicted, 1 rejected" in captured.out
+    assert "broken.dcm" in captured.out
+    # Progress on stderr, never mixed into the summary on stdout.
+    assert "predict: 100%" in captured.err and "3/3" in captured.err
+    assert "predict:" not in captured.out
+
+    predict.main(["--model", str(serving), "--input", str(inputs), "--out",
+                  str(out), "--no-progress"])  # fmt: skip
+    assert "predict:" not in capsys.readouterr().err
 
 
 def _png16(image):
