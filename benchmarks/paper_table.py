@@ -72,7 +72,7 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile(12, 256, (32, 64, 128), 4, 8, 20, 10, 2e-3, lrs=(1e-3,)),
+    "smoke": Profile(24, 256, (32, 64, 128), 4, 8, 20, 10, 2e-3, lrs=(1e-3,)),
     # S = 64 / 128 / 256 so that 18 runs fit the 90-minute budget on 2 cores.
     "cpu": Profile(300, 512, (64, 128, 256), 16, 16, 600, 600, 2e-3),
     "gpu": Profile(600, 2048, (224, 448, 896), 64, 32, 3000, 3000, 1e-3),
@@ -151,10 +151,14 @@ def _optimizer(
 
 
 class _StepTimer:
-    """Keras callback: wall time of the steps after the first (tracing) one."""
+    """Keras callback: wall time of the steps after the first (tracing) one,
+    and a progress line every tenth of ``total`` steps (a row trains for
+    minutes; Keras' ``verbose=2`` prints once per epoch)."""
 
-    def __new__(cls):
+    def __new__(cls, label: str = "", total: int = 0):
         import keras
+
+        every = max(total // 10, 1)
 
         class Timer(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
@@ -164,6 +168,13 @@ class _StepTimer:
                 else:
                     self.steps += 1
                     self.end = now
+                if total and (batch + 1) % every == 0:
+                    loss = (logs or {}).get("loss", float("nan"))
+                    print(
+                        f"[paper_table] {label} step {batch + 1}/{total} "
+                        f"loss {float(loss):.4f}",
+                        flush=True,
+                    )
 
         return Timer()
 
@@ -271,7 +282,7 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
         _split_glob(data, "train"), image_size=size, batch_size=profile.batch_size,
         training=True, balance="sample", augment=True, seed=profile.seed,
     )  # fmt: skip
-    timer = _StepTimer()
+    timer = _StepTimer(f"{kind} {size} px lr {lr:g}", profile.steps)
     model.fit(
         ds,
         steps_per_epoch=profile.steps,
