@@ -1,6 +1,11 @@
 """Training: the TFX Trainer entry point and what it is made of.
 
-- :mod:`~morphhr_tf.training.trainer`: ``run_fn(fn_args)`` for the TFX Trainer.
+- :mod:`~morphhr_tf.training.trainer`: ``run_fn(fn_args)`` for the TFX Trainer,
+  and ``train``, which dispatches to the stage functions (warm start, stage 1,
+  the morph, stage 2).
+- :mod:`~morphhr_tf.training.stages`: datasets, compile and fit of one stage.
+- :mod:`~morphhr_tf.training.checks`: predictions, AUC, the morph check and the
+  resolution gain (DeLong) the trainer reports.
 - :mod:`~morphhr_tf.training.config`: ``custom_config`` parsed and validated.
 - :mod:`~morphhr_tf.training.precision` / :mod:`~morphhr_tf.training.strategy`:
   what ``auto`` means on this machine.
