@@ -217,8 +217,8 @@ def _predict_split(model, data: str, split: str, size: int, path: str) -> None:
     import tensorflow as tf
 
     from morphhr_tf.data import features as F
+    from morphhr_tf.data.image_ops import decode_and_resize
     from morphhr_tf.data.tfrecord_codec import parse_example
-    from morphhr_tf.training.input_pipeline import decode_and_resize
 
     records = tf.data.TFRecordDataset(
         tf.io.gfile.glob(_split_glob(data, split)), compression_type="GZIP"

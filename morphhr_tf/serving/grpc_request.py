@@ -53,8 +53,35 @@ def predict_request(
             f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
         )
     pixels = preprocess.preprocess_dicom(dicom_path, size=size, resize_mode=resize_mode)
+    return pixels_request(
+        pixels, signature=signature, model_name=model_name, version=version
+    )
+
+
+def pixels_request(
+    pixels,
+    *,
+    signature: str = PREDICT_PNG,
+    model_name: str = "",
+    version: int | None = None,
+) -> predict_pb2.PredictRequest:
+    """Builds a ``PredictRequest`` for one preprocessed 16-bit image.
+
+    Args:
+        pixels: the uint16 image ingestion would store
+            (:func:`morphhr_tf.serving.preprocess.preprocess_dicom`).
+        signature: ``predict_png``, ``predict_image`` or ``serving_default``.
+        model_name: the served model's name ('' leaves it unset, as TF
+            Serving's warm-up requests do).
+        version: a model version; ``None`` lets the server pick the latest.
+    """
+    if signature not in SIGNATURE_NAMES:
+        raise ValueError(
+            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
+        )
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
+    if model_name:
+        request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = int(version)

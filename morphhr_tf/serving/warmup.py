@@ -9,8 +9,8 @@ it, the first real request of each signature pays for the one-off costs
 
 One ``PredictRequest`` per serving signature (TF Serving reads at most 1000
 records), each of batch size 1 and built from a synthetic mid-grey image of
-the model's input size with the same builders the REST and gRPC clients use
-(:mod:`morphhr_tf.serving.preprocess`). A warm-up request that fails makes
+the model's input size with the gRPC client's request builder
+(:func:`morphhr_tf.serving.grpc_request.pixels_request`). A warm-up request that fails makes
 TF Serving refuse to load the version, so ``tests/serving/test_warmup.py``
 runs every record through the SavedModel's signature.
 """
@@ -23,16 +23,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from morphhr_tf.serving import preprocess
-from morphhr_tf.serving.signatures import (
-    EXAMPLES_INPUT,
-    IMAGES_INPUT,
-    PNG_INPUT,
-    PREDICT_IMAGE,
-    PREDICT_PNG,
-    SERVING_DEFAULT,
-    SIGNATURE_NAMES,
-)
+from morphhr_tf.serving.grpc_request import pixels_request
+from morphhr_tf.serving.signatures import SIGNATURE_NAMES
 
 # Where TF Serving looks for warm-up data, relative to the SavedModel.
 WARMUP_DIR = "assets.extra"
@@ -62,28 +54,7 @@ def warmup_requests(image_size: int) -> list[predict_pb2.PredictRequest]:
             f"image_size must be a positive integer. Received: {image_size!r}"
         )
     pixels = np.full((image_size, image_size), 32768, np.uint16)
-    inputs = {
-        SERVING_DEFAULT: (
-            EXAMPLES_INPUT,
-            tf.make_tensor_proto([preprocess.example_bytes(pixels)], dtype=tf.string),
-        ),
-        PREDICT_IMAGE: (
-            IMAGES_INPUT,
-            tf.make_tensor_proto(preprocess.image_array(pixels), dtype=tf.float32),
-        ),
-        PREDICT_PNG: (
-            PNG_INPUT,
-            tf.make_tensor_proto([preprocess.png_bytes(pixels)], dtype=tf.string),
-        ),
-    }
-    requests = []
-    for signature in SIGNATURE_NAMES:
-        name, tensor = inputs[signature]
-        request = predict_pb2.PredictRequest()
-        request.model_spec.signature_name = signature
-        request.inputs[name].CopyFrom(tensor)
-        requests.append(request)
-    return requests
+    return [pixels_request(pixels, signature=name) for name in SIGNATURE_NAMES]
 
 
 def write_warmup_requests(export_dir: str, image_size: int) -> str:

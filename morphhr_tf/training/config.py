@@ -223,6 +223,3 @@ class TrainingConfig:
         equal config.
         """
         return dataclasses.asdict(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.to_custom_config()

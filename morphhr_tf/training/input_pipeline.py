@@ -48,10 +48,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from morphhr_tf.data import features as F
-
-# resize_image and decode_and_resize live in morphhr_tf.data.image_ops (shared
-# with serving); both are re-exported here for backward compatibility.
-from morphhr_tf.data.image_ops import decode_and_resize, resize_image  # noqa: F401
+from morphhr_tf.data.image_ops import decode_and_resize
 from morphhr_tf.data.tfrecord_codec import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE

@@ -412,7 +412,7 @@ def run_fn(fn_args) -> None:
             base_model_path=base_model_path,
         )
         summary.update(
-            config=config.to_dict(),
+            config=config.to_custom_config(),
             precision=policy,
             strategy=strategy_name(strategy),
             replicas=strategy.num_replicas_in_sync,

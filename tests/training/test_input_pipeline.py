@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from morphhr_tf.data.image_ops import resize_image
 from morphhr_tf.training.input_pipeline import (
     augment_image,
     count_labels,
     make_dataset,
-    resize_image,
 )
 
 
