@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="mixed_bfloat16")
     p.add_argument(
         "--detail-branch",
-        default="zeros",
+        default="antithetic",
         choices=["zeros", "antithetic", "none"],
-        help="MorphHR's detail branch (the trainer's default: zeros)",
+        help="MorphHR's detail branch (the trainer's default: antithetic)",
     )
     p.add_argument("--timeout", type=int, default=240, help="seconds per config")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")

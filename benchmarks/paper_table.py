@@ -41,6 +41,8 @@ import time
 
 import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
 
+from morphhr_tf.training.config import TrainingConfig
+
 PAPER_AUC = {  # CBIS-DDSM test AUCs reported by Wei et al. (2021)
     ("resnet18", 224): 0.7257,
     ("resnet18", 448): 0.7882,
@@ -66,7 +68,8 @@ class Profile:
     lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
     trunk_lr_multiplier: float = 0.1
     front_channels: int = 8
-    detail_branch: str = "zeros"
+    #: The trainer's default, so the table measures what users get.
+    detail_branch: str = TrainingConfig.detail_branch
     fine_detail: bool = True
     seed: int = 0
 
