@@ -144,125 +144,176 @@ def _plan(graph: Graph, call: Call, index_map: np.ndarray, layer_name: str) -> _
     consuming a mapped tensor absorbs the mapping in its input weights.
     Concatenations and `Flatten` derive their output's map from their inputs'.
     """
-    maps: dict[int, np.ndarray] = {}
-    sources: dict[str, tuple[Call, np.ndarray]] = {}
-    work: list = []
+    propagation = _Propagation(graph, layer_name)
+    propagation.assign(call.outputs[0], index_map, call.layer)
+    deriving = [c for c in graph.calls if _derives(c)]
+    propagation.drain()
+    while propagation.derive_next(deriving):
+        propagation.drain()
+    propagation.refuse_model_outputs()
+    return _assemble(graph, index_map, propagation.maps, propagation.sources)
 
-    def refuse(layer, why):
+
+def _tied(c: Call) -> list:
+    """The inputs of merge `c` tied to its output (those not broadcast)."""
+    width = c.outputs[0].shape[-1]
+    return [t for t in c.inputs if t.shape[-1] == width or width == 1]
+
+
+def _channelwise(c: Call) -> bool:
+    """Whether `c` is a one-input layer that acts on each channel alone."""
+    return len(c.inputs) == 1 and layer_kinds.is_channelwise(
+        c.layer, c.inputs[0], c.outputs[0]
+    )
+
+
+def _derives(c: Call) -> bool:
+    """Whether `c`'s output map is derived from its inputs' (concat, Flatten)."""
+    return (
+        layer_kinds.is_flatten(c.layer) and len(c.inputs) == 1
+    ) or layer_kinds.is_concat(c.layer, c.outputs[0])
+
+
+class _Propagation:
+    """The index maps of the tensors the widened channels reach (see `_plan`).
+
+    Attributes:
+        maps: `id(tensor)` -> index map of every tensor reached.
+        sources: name -> (call, index map) of every layer to widen.
+    """
+
+    def __init__(self, graph: Graph, layer_name: str):
+        self.graph = graph
+        self.layer_name = layer_name
+        self.maps: dict[int, np.ndarray] = {}
+        self.sources: dict[str, tuple[Call, np.ndarray]] = {}
+        self._work: list = []
+
+    def refuse(self, layer, why: str):
         raise ValueError(
-            f"Cannot widen '{layer_name}': the widened channels reach "
+            f"Cannot widen '{self.layer_name}': the widened channels reach "
             f"{describe(layer)}, {why}"
         )
 
-    def assign(tensor, index_map, via):
-        known = maps.get(id(tensor))
+    def assign(self, tensor, index_map: np.ndarray, via) -> None:
+        """Gives `tensor` `index_map` (reached through layer `via`)."""
+        known = self.maps.get(id(tensor))
         if known is None:
-            maps[id(tensor)] = index_map
-            work.append(tensor)
+            self.maps[id(tensor)] = index_map
+            self._work.append(tensor)
         elif not np.array_equal(known, index_map):
-            refuse(
+            self.refuse(
                 via,
                 "which ties together channels that would need two different widenings.",
             )
 
-    def tied(c):
-        width = c.outputs[0].shape[-1]
-        return [t for t in c.inputs if t.shape[-1] == width or width == 1]
+    def drain(self) -> None:
+        """Propagates every newly assigned map to its producer and consumers."""
+        while self._work:
+            tensor = self._work.pop()
+            index_map = self.maps[id(tensor)]
+            self._backward(tensor, index_map)
+            self._forward(tensor, index_map)
 
-    def channelwise(c):
-        return len(c.inputs) == 1 and layer_kinds.is_channelwise(
-            c.layer, c.inputs[0], c.outputs[0]
-        )
+    def _backward(self, tensor, index_map: np.ndarray) -> None:
+        producer = self.graph.producer(tensor)
+        if producer is None:
+            raise ValueError(
+                f"Cannot widen '{self.layer_name}': its channels are tied, through "
+                "an element-wise merge, to a model input, which cannot be "
+                "widened."
+            )
+        if layer_kinds.is_linear(producer.layer):
+            self._add_source(producer, index_map)
+        elif _channelwise(producer):
+            self.assign(producer.inputs[0], index_map, producer.layer)
+        elif layer_kinds.is_merge(producer.layer):
+            for t in _tied(producer):
+                self.assign(t, index_map, producer.layer)
+        elif not _derives(producer):
+            self.refuse(
+                producer.layer,
+                "whose output is tied to them but cannot be widened exactly.",
+            )
 
-    def derives(c):
-        return (
-            layer_kinds.is_flatten(c.layer) and len(c.inputs) == 1
-        ) or layer_kinds.is_concat(c.layer, c.outputs[0])
+    def _add_source(self, producer: Call, index_map: np.ndarray) -> None:
+        if not layer_kinds.activation_is_elementwise(producer.layer):
+            self.refuse(producer.layer, "whose softmax would mix the new units.")
+        known = self.sources.get(producer.name)
+        if known is not None and not np.array_equal(known[1], index_map):
+            self.refuse(producer.layer, "which would need two different widenings.")
+        self.sources[producer.name] = (producer, index_map)
 
-    def drain():
-        while work:
-            tensor = work.pop()
-            index_map = maps[id(tensor)]
-            producer = graph.producer(tensor)
-            if producer is None:
-                raise ValueError(
-                    f"Cannot widen '{layer_name}': its channels are tied, through "
-                    "an element-wise merge, to a model input, which cannot be "
-                    "widened."
+    def _forward(self, tensor, index_map: np.ndarray) -> None:
+        for c in self.graph.consumers(tensor):
+            if layer_kinds.is_linear(c.layer) and len(c.inputs) == 1:
+                continue
+            if _channelwise(c):
+                self.assign(c.outputs[0], index_map, c.layer)
+            elif layer_kinds.is_merge(c.layer):
+                for t in [*_tied(c), c.outputs[0]]:
+                    self.assign(t, index_map, c.layer)
+            elif not _derives(c):
+                self.refuse(
+                    c.layer,
+                    "which morphhr_tf cannot adapt exactly (not a known "
+                    "channel-wise layer, element-wise merge, channel "
+                    "concatenation, Flatten, Dense or Conv2D).",
                 )
-            if layer_kinds.is_linear(producer.layer):
-                if not layer_kinds.activation_is_elementwise(producer.layer):
-                    refuse(producer.layer, "whose softmax would mix the new units.")
-                known = sources.get(producer.name)
-                if known is not None and not np.array_equal(known[1], index_map):
-                    refuse(producer.layer, "which would need two different widenings.")
-                sources[producer.name] = (producer, index_map)
-            elif channelwise(producer):
-                assign(producer.inputs[0], index_map, producer.layer)
-            elif layer_kinds.is_merge(producer.layer):
-                for t in tied(producer):
-                    assign(t, index_map, producer.layer)
-            elif not derives(producer):
-                refuse(
-                    producer.layer,
-                    "whose output is tied to them but cannot be widened exactly.",
-                )
-            for c in graph.consumers(tensor):
-                if layer_kinds.is_linear(c.layer) and len(c.inputs) == 1:
-                    continue
-                if channelwise(c):
-                    assign(c.outputs[0], index_map, c.layer)
-                elif layer_kinds.is_merge(c.layer):
-                    for t in [*tied(c), c.outputs[0]]:
-                        assign(t, index_map, c.layer)
-                elif not derives(c):
-                    refuse(
-                        c.layer,
-                        "which morphhr_tf cannot adapt exactly (not a known "
-                        "channel-wise layer, element-wise merge, channel "
-                        "concatenation, Flatten, Dense or Conv2D).",
-                    )
 
-    def derived_map(c):
+    def derive_next(self, deriving: list[Call]) -> bool:
+        """Assigns the first derivable, unmapped output of `deriving`.
+
+        Checks the already mapped outputs met before it against their
+        derivation. Returns whether an output was assigned (then `drain`).
+        """
+        for c in deriving:
+            out = c.outputs[0]
+            if id(out) not in self.maps and all(
+                id(t) not in self.maps for t in c.inputs
+            ):
+                continue
+            out_map = self._derived_map(c)
+            if id(out) not in self.maps:
+                self.assign(out, out_map, c.layer)
+                return True
+            if not np.array_equal(self.maps[id(out)], out_map):
+                self.refuse(
+                    c.layer,
+                    "whose output would need channels its inputs do not provide.",
+                )
+        return False
+
+    def _derived_map(self, c: Call) -> np.ndarray:
         if layer_kinds.is_flatten(c.layer):
             spatial = tuple(c.inputs[0].shape[1:-1])
-            in_map = maps.get(id(c.inputs[0]))
+            in_map = self.maps.get(id(c.inputs[0]))
             if not spatial or any(d is None for d in spatial):
-                refuse(c.layer, "whose input has no static spatial shape.")
+                self.refuse(c.layer, "whose input has no static spatial shape.")
             if in_map is None:
                 in_map = np.arange(c.inputs[0].shape[-1])
             return weight_maps.flatten_index_map(in_map, spatial, c.inputs[0].shape[-1])
         return weight_maps.concat_index_maps(
-            [maps.get(id(t)) for t in c.inputs], [t.shape[-1] for t in c.inputs]
+            [self.maps.get(id(t)) for t in c.inputs], [t.shape[-1] for t in c.inputs]
         )
 
-    assign(call.outputs[0], index_map, call.layer)
-    deriving = [c for c in graph.calls if derives(c)]
-    progressed = True
-    while progressed:
-        drain()
-        progressed = False
-        for c in deriving:
-            out = c.outputs[0]
-            if id(out) not in maps and all(id(t) not in maps for t in c.inputs):
-                continue
-            out_map = derived_map(c)
-            if id(out) not in maps:
-                assign(out, out_map, c.layer)
-                progressed = True
-                break
-            if not np.array_equal(maps[id(out)], out_map):
-                refuse(
-                    c.layer,
-                    "whose output would need channels its inputs do not provide.",
+    def refuse_model_outputs(self) -> None:
+        """Refuses when the widened channels reach a model output."""
+        for t in self.graph.model.outputs:
+            if id(t) in self.maps:
+                self.refuse(
+                    producing_layer(t),
+                    "which is a model output: widening would change its shape.",
                 )
-    for t in graph.model.outputs:
-        if id(t) in maps:
-            refuse(
-                producing_layer(t),
-                "which is a model output: widening would change its shape.",
-            )
 
+
+def _assemble(
+    graph: Graph,
+    index_map: np.ndarray,
+    maps: dict[int, np.ndarray],
+    sources: dict[str, tuple[Call, np.ndarray]],
+) -> _Plan:
+    """The plan: sources to widen, consumers and channel-wise layers to adapt."""
     plan = _Plan(index_map=index_map)
     for producer, source_map in sources.values():
         plan.sources.append((producer, source_map))
@@ -274,7 +325,7 @@ def _plan(graph: Graph, call: Call, index_map: np.ndarray, layer_name: str) -> _
         in_map = maps[id(c.inputs[0])]
         if layer_kinds.is_linear(c.layer):
             plan.consumers[c.name] = (c.layer, in_map)
-        elif channelwise(c):
+        elif _channelwise(c):
             plan.channelwise[c.name] = (c.layer, in_map, c.inputs[0].shape[-1])
             if isinstance(c.layer, keras.layers.Reshape):
                 target = tuple(c.layer.target_shape[:-1]) + (len(in_map),)

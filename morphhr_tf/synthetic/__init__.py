@@ -6,8 +6,16 @@ Generators (import the module you need; nothing is imported here):
   DICOM files with the case-description CSVs and TCIA's ``metadata.csv``,
   optionally with the fine-detail specks
   (``python -m morphhr_tf.synthetic.cbis_ddsm --out DIR --patients N --seed S``);
+  it runs the ``cbis_*`` modules: :mod:`~morphhr_tf.synthetic.cbis_plan`
+  (patients, images, findings, fake identifiers),
+  :mod:`~morphhr_tf.synthetic.cbis_dicom` (pixel encoding, DICOM files),
+  :mod:`~morphhr_tf.synthetic.cbis_layout` (folder and file names),
+  :mod:`~morphhr_tf.synthetic.cbis_writer` (each image's files) and
+  :mod:`~morphhr_tf.synthetic.cbis_csv` (the CSVs);
 - :mod:`morphhr_tf.synthetic.render`: the mammogram renderer it uses (breast
   shape, power-law parenchyma, pectoral muscle, masses, calcifications);
 - :mod:`morphhr_tf.synthetic.fine_detail`: the fine-detail task, numpy arrays
-  whose label is visible at high resolution only.
+  whose label is visible at high resolution only;
+  :mod:`morphhr_tf.synthetic.fine_detail_mammogram` draws the same signal into
+  a full synthetic mammogram.
 """

@@ -24,6 +24,7 @@ import csv
 import os
 import re
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from morphhr_tf.data.adapters.listing import SourceListing
 from morphhr_tf.data.records import ImageRecord
@@ -100,6 +101,234 @@ def _norm(row: dict) -> dict[str, str]:
     }
 
 
+@dataclass
+class _Disk:
+    """The DICOM files under the root, indexed for resolving CSV rows.
+
+    Attributes:
+        by_case: upper-cased full-image case folder name -> its files.
+        by_dir: directory -> the files directly in it.
+        full_files: every file in a full-image case folder.
+        other_files: files outside any CBIS-DDSM case folder.
+    """
+
+    by_case: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    by_dir: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    full_files: set[str] = field(default_factory=set)
+    other_files: list[str] = field(default_factory=list)
+
+
+def _index_dicoms(dicoms: list[str], root: str) -> _Disk:
+    """Sorts the DICOM files by directory and by CBIS case folder."""
+    disk = _Disk()
+    for path in dicoms:
+        disk.by_dir[os.path.dirname(path)].append(path)
+        case = _case_folder(path, root)
+        if case is None:
+            disk.other_files.append(path)
+        elif case[1]:
+            disk.by_case[case[0].upper()].append(path)
+            disk.full_files.add(path)
+    return disk
+
+
+class _Resolver:
+    """Resolves a CSV ``image file path`` to a full-image file on disk.
+
+    Calling it returns ``(path, "")``, or ``(None, reason)`` when it cannot;
+    see the module docstring for the resolution order.
+    """
+
+    def __init__(self, disk: _Disk, meta: dict[str, tuple[str, str]]):
+        self._disk = disk
+        self._meta = meta
+        self._uid_cache: dict[str, str] = {}
+
+    def __call__(self, csv_path: str) -> tuple[str | None, str]:
+        parts = [p for p in csv_path.replace("\\", "/").split("/") if p]
+        if not parts:
+            return None, "empty image file path"
+        folder = parts[0]
+        match = CASE_RE.match(folder)
+        if not match:
+            return None, f"image file path does not start with a case folder: {folder}"
+        if match.group(6) is not None:
+            return None, "image file path names a crop/ROI folder, not a full image"
+        uid = parts[2] if len(parts) >= 3 else ""
+        if uid and uid in self._meta:
+            resolved = self._through_metadata(uid)
+            if resolved is not None:
+                return resolved
+            # metadata points at a missing folder: fall back to the case folder
+        return self._through_case_folder(folder, uid)
+
+    def _through_metadata(self, uid: str) -> tuple[str | None, str] | None:
+        """Through ``metadata.csv``; None when its series folder has no file."""
+        series_dir, description = self._meta[uid]
+        lowered = description.lower()
+        if "crop" in lowered or "roi" in lowered:
+            return (
+                None,
+                f"metadata.csv says series is '{description}', not a full image",
+            )
+        files = sorted(self._disk.by_dir.get(series_dir, []))
+        if len(files) == 1:
+            return files[0], ""
+        if len(files) > 1:
+            return None, f"full-image series folder holds {len(files)} files"
+        return None
+
+    def _through_case_folder(self, folder: str, uid: str) -> tuple[str | None, str]:
+        candidates = self._disk.by_case.get(folder.upper(), [])
+        if not candidates:
+            return None, f"no case folder {folder} (or no .dcm in it) on disk"
+        if uid:
+            named = [c for c in candidates if uid in c.split(os.sep)]
+            if len(named) == 1:
+                return named[0], ""
+            tagged = [c for c in candidates if self._series_uid(c) == uid]
+            if len(tagged) == 1:
+                return tagged[0], ""
+        if len(candidates) == 1:
+            return candidates[0], ""
+        return None, (
+            f"{len(candidates)} files in case folder {folder} and none has "
+            f"SeriesInstanceUID {uid or '(none in path)'}"
+        )
+
+    def _series_uid(self, path: str) -> str:
+        if path not in self._uid_cache:
+            self._uid_cache[path] = _series_uid_of(path)
+        return self._uid_cache[path]
+
+
+@dataclass
+class _Row:
+    """The fields of one case-description row that the adapter uses."""
+
+    patient_id: str
+    side: str
+    view: str
+    pathology: str
+    kind: str
+    image_path: str
+    density: str
+
+
+def _parse_row(row: dict[str, str], csv_name: str) -> _Row:
+    return _Row(
+        patient_id=row.get("patient id", ""),
+        side=row.get("left or right breast", "").upper(),
+        view=row.get("image view", "").upper(),
+        pathology=row.get("pathology", "").upper(),
+        kind=row.get("abnormality type", "").lower()
+        or ("mass" if csv_name.lower().startswith("mass") else "calcification"),
+        image_path=row.get("image file path", ""),
+        density=row.get("breast density", ""),
+    )
+
+
+def _row_problem(row: _Row) -> str | None:
+    """Why ``row`` cannot describe an image, or None."""
+    if not row.patient_id or row.side not in ("LEFT", "RIGHT") or not row.view:
+        return "row lacks patient_id, breast side or view"
+    if row.pathology not in PATHOLOGIES:
+        return f"unknown pathology {row.pathology!r}"
+    return None
+
+
+def _row_split(image_path: str, file_split: str) -> str:
+    """The split named by the path's case folder, else the CSV file's."""
+    folder_match = CASE_RE.match(image_path.replace("\\", "/").split("/")[0])
+    if folder_match:
+        return "test" if folder_match.group(2).lower() == "test" else "train"
+    return file_split
+
+
+@dataclass
+class _Image:
+    """What the rows listing one image (patient, breast, view) say of it."""
+
+    paths: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    splits: set[str] = field(default_factory=set)
+    density: str = ""
+
+
+@dataclass
+class _Descriptions:
+    """The case-description rows, merged per image."""
+
+    images: dict[tuple[str, str, str], _Image] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    referenced: set[str] = field(default_factory=set)
+
+
+def _read_descriptions(descriptions: list[str], resolve: _Resolver) -> _Descriptions:
+    """Reads every case-description CSV, resolving each row's image file."""
+    read = _Descriptions()
+    for csv_file in descriptions:
+        csv_name = os.path.basename(csv_file)
+        file_split = "test" if "_test_" in csv_name.lower() else "train"
+        with open(csv_file, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            for line, raw in enumerate(reader, start=2):
+                row = _parse_row(_norm(raw), csv_name)
+                _add_row(read, row, f"{csv_name} line {line}", file_split, resolve)
+    return read
+
+
+def _add_row(
+    read: _Descriptions, row: _Row, where: str, file_split: str, resolve: _Resolver
+) -> None:
+    """Merges ``row`` into its image, or records why it cannot."""
+    reason = _row_problem(row)
+    if reason is not None:
+        read.problems.append((where, reason))
+        return
+    path, reason = resolve(row.image_path)
+    key = (row.patient_id, row.side, row.view)
+    image = read.images.setdefault(key, _Image())
+    image.findings.append(f"{row.kind}:{row.pathology}")
+    image.splits.add(_row_split(row.image_path, file_split))
+    image.density = image.density or row.density
+    if path is None:
+        read.problems.append((f"{where}: {row.image_path}", reason))
+        return
+    read.referenced.add(path)
+    image.paths.append(path)
+
+
+def _records(images: dict[tuple[str, str, str], _Image]) -> list[ImageRecord]:
+    """One record per image with a file, sorted by path.
+
+    A patient with any image in the Test split has all its images there.
+    """
+    patient_test = {pid for (pid, _, _), im in images.items() if "test" in im.splits}
+    records = []
+    for (pid, side, view), image in images.items():
+        if not image.paths:
+            continue  # every row of this image is already a problem
+        findings = list(dict.fromkeys(image.findings))
+        label = int(any(f.endswith(":MALIGNANT") for f in findings))
+        records.append(
+            ImageRecord(
+                path=sorted(image.paths)[0],
+                label=label,
+                patient_id=pid,
+                view=view,
+                laterality=side[0],
+                density=image.density,
+                split="test" if pid in patient_test else "train",
+                dataset=DATASET,
+                abnormality=";".join(findings),
+                image_id=f"{pid}_{side}_{view}",
+            )
+        )
+    records.sort(key=lambda r: r.path)
+    return records
+
+
 def cbis_ddsm(root: str, *, use_metadata: bool = True) -> SourceListing:
     """Lists CBIS-DDSM's full mammograms under ``root``.
 
@@ -124,140 +353,11 @@ def cbis_ddsm(root: str, *, use_metadata: bool = True) -> SourceListing:
             f"root={root!r}"
         )
     meta = _read_metadata(metadata_files) if use_metadata else {}
-    by_case: dict[str, list[str]] = defaultdict(list)
-    by_dir: dict[str, list[str]] = defaultdict(list)
-    full_files, other_files = set(), []
-    for path in dicoms:
-        by_dir[os.path.dirname(path)].append(path)
-        case = _case_folder(path, root)
-        if case is None:
-            other_files.append(path)
-        elif case[1]:
-            by_case[case[0].upper()].append(path)
-            full_files.add(path)
-    uid_cache: dict[str, str] = {}
-
-    def series_uid(path: str) -> str:
-        if path not in uid_cache:
-            uid_cache[path] = _series_uid_of(path)
-        return uid_cache[path]
-
-    def resolve(csv_path: str) -> tuple[str | None, str]:
-        parts = [p for p in csv_path.replace("\\", "/").split("/") if p]
-        if not parts:
-            return None, "empty image file path"
-        folder = parts[0]
-        match = CASE_RE.match(folder)
-        if not match:
-            return None, f"image file path does not start with a case folder: {folder}"
-        if match.group(6) is not None:
-            return None, "image file path names a crop/ROI folder, not a full image"
-        uid = parts[2] if len(parts) >= 3 else ""
-        if uid and uid in meta:
-            series_dir, description = meta[uid]
-            lowered = description.lower()
-            if "crop" in lowered or "roi" in lowered:
-                return (
-                    None,
-                    f"metadata.csv says series is '{description}', not a full image",
-                )
-            files = sorted(by_dir.get(series_dir, []))
-            if len(files) == 1:
-                return files[0], ""
-            if len(files) > 1:
-                return None, f"full-image series folder holds {len(files)} files"
-            # metadata points at a missing folder: fall back to the case folder
-        candidates = by_case.get(folder.upper(), [])
-        if not candidates:
-            return None, f"no case folder {folder} (or no .dcm in it) on disk"
-        if uid:
-            named = [c for c in candidates if uid in c.split(os.sep)]
-            if len(named) == 1:
-                return named[0], ""
-            tagged = [c for c in candidates if series_uid(c) == uid]
-            if len(tagged) == 1:
-                return tagged[0], ""
-        if len(candidates) == 1:
-            return candidates[0], ""
-        return None, (
-            f"{len(candidates)} files in case folder {folder} and none has "
-            f"SeriesInstanceUID {uid or '(none in path)'}"
-        )
-
-    images: dict[tuple[str, str, str], dict] = {}
-    problems: list[tuple[str, str]] = []
-    referenced: set[str] = set()
-    for csv_file in descriptions:
-        csv_name = os.path.basename(csv_file)
-        file_split = "test" if "_test_" in csv_name.lower() else "train"
-        with open(csv_file, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            for line, raw in enumerate(reader, start=2):
-                row = _norm(raw)
-                where = f"{csv_name} line {line}"
-                pid = row.get("patient id", "")
-                side = row.get("left or right breast", "").upper()
-                view = row.get("image view", "").upper()
-                pathology = row.get("pathology", "").upper()
-                kind = row.get("abnormality type", "").lower() or (
-                    "mass" if csv_name.lower().startswith("mass") else "calcification"
-                )
-                image_path = row.get("image file path", "")
-                if not pid or side not in ("LEFT", "RIGHT") or not view:
-                    problems.append(
-                        (where, "row lacks patient_id, breast side or view")
-                    )
-                    continue
-                if pathology not in PATHOLOGIES:
-                    problems.append((where, f"unknown pathology {pathology!r}"))
-                    continue
-                path, reason = resolve(image_path)
-                folder_match = CASE_RE.match(
-                    image_path.replace("\\", "/").split("/")[0]
-                )
-                split = file_split
-                if folder_match:
-                    split = (
-                        "test" if folder_match.group(2).lower() == "test" else "train"
-                    )
-                key = (pid, side, view)
-                entry = images.setdefault(
-                    key,
-                    {"paths": [], "findings": [], "splits": set(), "density": ""},
-                )
-                entry["findings"].append(f"{kind}:{pathology}")
-                entry["splits"].add(split)
-                entry["density"] = entry["density"] or row.get("breast density", "")
-                if path is None:
-                    problems.append((f"{where}: {image_path}", reason))
-                    continue
-                referenced.add(path)
-                entry["paths"].append(path)
-
-    patient_test = {pid for (pid, _, _), e in images.items() if "test" in e["splits"]}
-    records = []
-    for (pid, side, view), entry in images.items():
-        if not entry["paths"]:
-            continue  # every row of this image is already a problem
-        findings = list(dict.fromkeys(entry["findings"]))
-        label = int(any(f.endswith(":MALIGNANT") for f in findings))
-        records.append(
-            ImageRecord(
-                path=sorted(entry["paths"])[0],
-                label=label,
-                patient_id=pid,
-                view=view,
-                laterality=side[0],
-                density=entry["density"],
-                split="test" if pid in patient_test else "train",
-                dataset=DATASET,
-                abnormality=";".join(findings),
-                image_id=f"{pid}_{side}_{view}",
-            )
-        )
-    for path in sorted(full_files - referenced):
+    disk = _index_dicoms(dicoms, root)
+    read = _read_descriptions(descriptions, _Resolver(disk, meta))
+    problems = read.problems
+    for path in sorted(disk.full_files - read.referenced):
         problems.append((path, "full-image file that no CSV row lists"))
-    for path in other_files:
+    for path in disk.other_files:
         problems.append((path, "DICOM file outside any CBIS-DDSM case folder"))
-    records.sort(key=lambda r: r.path)
-    return SourceListing(records=records, problems=problems)
+    return SourceListing(records=_records(read.images), problems=problems)
