@@ -11,7 +11,7 @@ Measures images per second, in one run, for
 
 Usage::
 
-    .venv/bin/python benchmarks/ingest.py [--patients 8] [--rows 2048] [--size 896]
+    .venv/bin/python benchmarks/ingest.py [--patients 8] [--rows 2048] [--image-size 896]
 
 Targets (issue 4): ours >= 80% of bare decode; 2 workers >= 1.8x one.
 """
@@ -26,6 +26,7 @@ import threading
 import time
 
 import morphhr_tf  # noqa: F401  (runtime policy first)
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 
 
 def _files(listing):
@@ -48,7 +49,7 @@ def bench_bare(paths, size):
 def bench_ours(records, size):
     from morphhr_tf.data import MammogramPreprocessor, read_mammogram
 
-    pre = MammogramPreprocessor(size=size)
+    pre = MammogramPreprocessor(image_size=size)
     start = time.perf_counter()
     for record in records:
         image, meta = read_mammogram(record.path)
@@ -83,7 +84,7 @@ def bench_beam(root, out, size, workers, total):
     watcher.start()
     start = time.perf_counter()
     summary = run_ingest(
-        "cbis_ddsm", root, out, size=size, num_workers=workers, progress=False
+        "cbis_ddsm", root, out, image_size=size, num_workers=workers, progress=False
     )
     end = time.perf_counter()
     done.set()
@@ -111,7 +112,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=8, help="4 images each")
     parser.add_argument("--rows", type=int, default=2048, help="synthetic image height")
-    parser.add_argument("--size", type=int, default=896, help="ingest output size")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=DEFAULT_IMAGE_SIZE,
+        help="the stored image size (ingest output side)",
+    )
     parser.add_argument("--root", help="existing CBIS-shaped tree (else synthetic)")
     parser.add_argument(
         "--jpeg2000",
@@ -141,11 +147,11 @@ def main(argv=None) -> int:
             _to_jpeg2000([r.path for r in records])
         paths = _files(listing)
         print(
-            f"images: {len(records)}  output: {args.size}x{args.size}  cpus: {os.cpu_count()}"
+            f"images: {len(records)}  output: {args.image_size}x{args.image_size}  cpus: {os.cpu_count()}"
         )
-        bench_bare(paths[:2], args.size)  # warm caches and imports
-        bare = bench_bare(paths, args.size)
-        ours = bench_ours(records, args.size)
+        bench_bare(paths[:2], args.image_size)  # warm caches and imports
+        bare = bench_bare(paths, args.image_size)
+        ours = bench_ours(records, args.image_size)
         print(f"bare pydicom.pixel_array + resize : {bare:7.2f} img/s")
         print(
             f"read_mammogram + preprocessing   : {ours:7.2f} img/s  ({ours / bare:.0%} of bare)"
@@ -153,7 +159,9 @@ def main(argv=None) -> int:
         results = {}
         for workers in (1, 2):
             out = os.path.join(tmp, f"out{workers}")
-            results[workers] = bench_beam(root, out, args.size, workers, len(records))
+            results[workers] = bench_beam(
+                root, out, args.image_size, workers, len(records)
+            )
             total, steady = results[workers]
             print(
                 f"beam ingest, {workers} worker(s)        : {total:7.2f} img/s end to end, "

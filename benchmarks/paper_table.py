@@ -131,7 +131,7 @@ def prepare_data(profile: Profile, work: str, workers: int) -> dict:
         "cbis_ddsm",
         raw,
         data,
-        size=max(profile.sizes),
+        image_size=max(profile.sizes),
         num_workers=workers,
         eval_fraction=0.2,
         private_dir=os.path.join(work, "private"),
@@ -201,7 +201,7 @@ def train_base(profile: Profile, work: str) -> None:
     data = os.path.join(work, "tfrecords")
     size = min(profile.sizes)
     ds = make_dataset(
-        _split_glob(data, "train"), image_size=size, batch_size=profile.batch_size,
+        _split_glob(data, "train"), resolution=size, batch_size=profile.batch_size,
         training=True, balance="sample", augment=True, seed=profile.seed,
     )  # fmt: skip
     model = resnet18((size, size, 1), width=profile.width)
@@ -282,7 +282,7 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
         trunk_multiplier = profile.trunk_lr_multiplier
     _compile(model, _optimizer(profile, profile.steps, lr, trunk_multiplier, front))
     ds = make_dataset(
-        _split_glob(data, "train"), image_size=size, batch_size=profile.batch_size,
+        _split_glob(data, "train"), resolution=size, batch_size=profile.batch_size,
         training=True, balance="sample", augment=True, seed=profile.seed,
     )  # fmt: skip
     timer = _StepTimer(f"{kind} {size} px lr {lr:g}", profile.steps)

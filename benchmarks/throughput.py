@@ -118,7 +118,7 @@ def input_pipeline_img_per_s(
     from morphhr_tf.training.input_pipeline import make_dataset
 
     ds = make_dataset(
-        tfrecords, image_size=size, batch_size=batch, training=True,
+        tfrecords, resolution=size, batch_size=batch, training=True,
         balance="sample", augment=True, seed=0,
     )  # fmt: skip
     it = iter(ds)
@@ -140,7 +140,7 @@ def _synthetic_tfrecords(size: int) -> str:
     generate(os.path.join(tmp, "raw"), patients=6, seed=0, rows=1024)
     run_ingest(
         "cbis_ddsm", os.path.join(tmp, "raw"), os.path.join(tmp, "tfr"),
-        size=size, eval_fraction=0.0, progress=False,
+        image_size=size, eval_fraction=0.0, progress=False,
     )  # fmt: skip
     return os.path.join(tmp, "tfr", "Split-*", "*.gz")
 

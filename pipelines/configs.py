@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.training.config import (
     TrainingConfig,
     check_positive_ints,
@@ -39,7 +40,7 @@ class IngestConfig:
             ``eval_fraction`` outside [0, 1).
     """
 
-    image_size: int = 896
+    image_size: int = DEFAULT_IMAGE_SIZE
     eval_fraction: float = 0.2
     beam_workers: int = 1
 
@@ -63,8 +64,9 @@ class Profile:
         ingest: the ExampleGen's options.
         train_steps: the Trainer's ``train_args.num_steps`` (the final stage).
         auc_lower_bound: overall eval AUC needed for the blessing.
-        synthetic_patients, synthetic_image_size: the synthetic data set the
-            local runner generates when no data is given.
+        synthetic_patients, synthetic_rows: the synthetic data set the
+            local runner generates when no data is given (patients, and
+            rows of its DICOMs).
 
     Raises:
         ValueError: for a non-positive step count or synthetic size, or an
@@ -77,13 +79,13 @@ class Profile:
     train_steps: int
     auc_lower_bound: float
     synthetic_patients: int
-    synthetic_image_size: int
+    synthetic_rows: int
 
     def __post_init__(self):
         check_type("training", self.training, TrainingConfig)
         check_type("ingest", self.ingest, IngestConfig)
         check_positive_ints(
-            self, ("train_steps", "synthetic_patients", "synthetic_image_size")
+            self, ("train_steps", "synthetic_patients", "synthetic_rows")
         )
         check_type("auc_lower_bound", self.auc_lower_bound, float)
         if not 0.0 <= self.auc_lower_bound <= 1.0:
@@ -96,22 +98,13 @@ class Profile:
 PROFILES = {
     "cpu": Profile(
         name="cpu",
-        training=TrainingConfig(
-            base_resolution=128,
-            resolution=256,
-            width=16,
-            front_channels=8,
-            base_steps=600,
-            epochs=3,
-            batch_size=16,
-            learning_rate=2e-3,
-            morph_learning_rate=1e-3,
-        ),
+        # The TrainingConfig defaults are the demo's (one place for them).
+        training=TrainingConfig(),
         ingest=IngestConfig(image_size=256, eval_fraction=0.25, beam_workers=2),
         train_steps=600,
         auc_lower_bound=0.65,
         synthetic_patients=300,
-        synthetic_image_size=512,
+        synthetic_rows=512,
     ),
     "gpu": Profile(
         name="gpu",
@@ -130,6 +123,6 @@ PROFILES = {
         train_steps=3000,
         auc_lower_bound=0.65,
         synthetic_patients=400,
-        synthetic_image_size=1024,
+        synthetic_rows=1024,
     ),
 }

@@ -159,7 +159,7 @@ def resolve_profile(args: argparse.Namespace) -> configs.Profile:
         ingest=ingest,
         train_steps=args.train_steps or profile.train_steps,
         synthetic_patients=args.patients or profile.synthetic_patients,
-        synthetic_image_size=args.synthetic_rows or profile.synthetic_image_size,
+        synthetic_rows=args.synthetic_rows or profile.synthetic_rows,
     )
     if args.auc_lower_bound is not None:
         profile = dataclasses.replace(profile, auc_lower_bound=args.auc_lower_bound)
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
         ensure_synthetic_data(
             data_root,
             patients=profile.synthetic_patients,
-            rows=profile.synthetic_image_size,
+            rows=profile.synthetic_rows,
         )
 
     pipeline_name = args.pipeline_name

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
 from components.dicom_example_gen import DicomExampleGen
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.evaluation.eval_config import make_eval_config
 from morphhr_tf.training.config import TrainingConfig
 
@@ -155,7 +156,7 @@ def create_pipeline(
     serving_model_dir: str,
     source: str = "cbis_ddsm",
     manifest: str | None = None,
-    image_size: int = 896,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     eval_fraction: float = 0.2,
     train_steps: int = 1000,
     eval_steps: int = 0,

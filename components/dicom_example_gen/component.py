@@ -35,6 +35,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components.dicom_example_gen import executor
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 
 SOURCES = ("cbis_ddsm", "csv", "rsna", "vindr")
 RESIZE_MODES = ("square", "pad")
@@ -112,7 +113,7 @@ class DicomExampleGen(FileBasedExampleGen):
         *,
         source: str = "cbis_ddsm",
         manifest: str | None = None,
-        image_size: int = 896,
+        image_size: int = DEFAULT_IMAGE_SIZE,
         resize_mode: str = "square",
         eval_fraction: float = 0.2,
         test_fraction: float = 0.0,

@@ -239,7 +239,7 @@ class Executor(BaseExampleGenExecutor):
             records,
             listing.problems,
             IngestExamples(
-                size=int(exec_properties["image_size"]),
+                image_size=int(exec_properties["image_size"]),
                 salt=None,  # $MORPHHR_SALT, resolved when the pipeline is built
                 eval_fraction=float(exec_properties["eval_fraction"]),
                 resize_mode=exec_properties["resize_mode"],

@@ -19,7 +19,7 @@ redaction in :mod:`morphhr_tf.data.redaction`, the CLI in
 here as well. CLI::
 
     python -m morphhr_tf.data.ingest --source cbis_ddsm --root DIR --out DIR \\
-        [--size 896] [--workers 2]
+        [--image-size 896] [--workers 2]
 
 The salt of the patient keys comes from ``$MORPHHR_SALT`` (see
 :mod:`morphhr_tf.data.deid`); it is never written to any output.
@@ -55,6 +55,7 @@ from morphhr_tf.data.ingest_transform import (
     save_counts,
     write_summary,
 )
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.data.redaction import (
     PRIVATE_REJECT_COLUMNS,
     PRIVATE_REJECTS_FILE,
@@ -139,7 +140,7 @@ def run_ingest(
     root: str | os.PathLike,
     out_dir: str | os.PathLike,
     *,
-    size: int = 896,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     num_workers: int = 1,
     salt: str | bytes | None = None,
     eval_fraction: float = 0.2,
@@ -158,7 +159,7 @@ def run_ingest(
         root: the data set folder (the manifest file for ``csv``).
         out_dir: output folder; earlier ``Split-*/data-*.gz``, ``rejects.csv``
             and ``summary.json`` there are replaced.
-        size: output side in pixels.
+        image_size: the stored image size, the output side in pixels.
         num_workers: Beam worker processes (1 runs in process).
         salt: see :class:`IngestExamples`.
         eval_fraction, test_fraction: see :mod:`morphhr_tf.data.splits`.
@@ -202,7 +203,7 @@ def run_ingest(
         listing.records,
         listing.problems,
         IngestExamples(
-            size,
+            image_size,
             salt,
             eval_fraction,
             resize_mode,

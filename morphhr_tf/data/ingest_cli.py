@@ -3,7 +3,7 @@
 ::
 
     python -m morphhr_tf.data.ingest --source cbis_ddsm --root DIR --out DIR \\
-        [--size 896] [--workers 2]
+        [--image-size 896] [--workers 2]
 
 runs :func:`morphhr_tf.data.ingest.run_ingest` and prints its summary as
 JSON. The salt of the patient keys comes from ``$MORPHHR_SALT`` (see
@@ -20,6 +20,7 @@ import threading
 
 from morphhr_tf.data.deid import SALT_ENV
 from morphhr_tf.data.dicom_reader import DEFAULT_MODALITIES
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 
 
 def run_with_progress(pipeline, progress_dir: str, total: int, show: bool) -> None:
@@ -73,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         "--root", required=True, help="data set folder (manifest for csv)"
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--size", type=int, default=896)
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=DEFAULT_IMAGE_SIZE,
+        help="the stored image size in pixels per side",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--eval-fraction", type=float, default=0.2)
     parser.add_argument("--test-fraction", type=float, default=0.0)
@@ -110,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         args.source,
         args.root,
         args.out,
-        size=args.size,
+        image_size=args.image_size,
         num_workers=args.workers,
         eval_fraction=args.eval_fraction,
         test_fraction=args.test_fraction,

@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from morphhr_tf.data.deid import SALT_ENV, image_key, patient_key, resolve_salt
 from morphhr_tf.data.dicom_reader import DEFAULT_MAX_PIXELS, DEFAULT_MODALITIES
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.data.records import ImageRecord
 from morphhr_tf.data.redaction import image_keys_of, reject_rows, write_text
 from morphhr_tf.data.splits import (
@@ -56,8 +57,10 @@ def _assign(
 class _EncodeFn(beam.DoFn):
     """Reads, preprocesses and encodes one record; rejects go to a side output."""
 
-    def __init__(self, size, resize_mode, salt, modalities, max_pixels, progress_dir):
-        self.size = size
+    def __init__(
+        self, image_size, resize_mode, salt, modalities, max_pixels, progress_dir
+    ):
+        self.image_size = image_size
         self.resize_mode = resize_mode
         self.salt = salt
         self.modalities = modalities
@@ -69,7 +72,9 @@ class _EncodeFn(beam.DoFn):
         import morphhr_tf  # noqa: F401  (runtime policy in worker processes)
         from morphhr_tf.data.preprocessing import MammogramPreprocessor
 
-        self._pre = MammogramPreprocessor(size=self.size, resize_mode=self.resize_mode)
+        self._pre = MammogramPreprocessor(
+            image_size=self.image_size, resize_mode=self.resize_mode
+        )
 
     def _tick(self):
         if self.progress_dir:
@@ -140,7 +145,7 @@ class IngestExamples(beam.PTransform):
     Every input lands in exactly one of ``examples`` and ``rejects``.
 
     Args:
-        size: output side in pixels.
+        image_size: the stored image size, the output side in pixels.
         salt: salt of the patient/image keys (``None``: ``$MORPHHR_SALT``,
             else the development salt). Resolved when the pipeline is built.
         eval_fraction: share of training patients carved out for ``eval``.
@@ -155,7 +160,7 @@ class IngestExamples(beam.PTransform):
 
     def __init__(
         self,
-        size: int = 896,
+        image_size: int = DEFAULT_IMAGE_SIZE,
         salt: str | bytes | None = None,
         eval_fraction: float = 0.2,
         resize_mode: str = "square",
@@ -169,9 +174,9 @@ class IngestExamples(beam.PTransform):
         super().__init__(label)
         from morphhr_tf.data.preprocessing import Resize
 
-        Resize(size, resize_mode)  # validates both
+        Resize(image_size, resize_mode)  # validates both
         check_fractions(eval_fraction, test_fraction)
-        self.size = size
+        self.image_size = image_size
         self.salt = salt
         self.eval_fraction = eval_fraction
         self.resize_mode = resize_mode
@@ -192,7 +197,7 @@ class IngestExamples(beam.PTransform):
             | "Encode"
             >> beam.ParDo(
                 _EncodeFn(
-                    self.size,
+                    self.image_size,
                     self.resize_mode,
                     salt,
                     self.modalities,
@@ -223,7 +228,7 @@ class IngestSplits(beam.PTransform):
     Args:
         records: the listed records.
         problems: the listing's ``(location, reason)`` problems.
-        ingest: the :class:`IngestExamples` to run (size, salt, fractions,
+        ingest: the :class:`IngestExamples` to run (image size, salt, fractions,
             ...; default: its defaults); its salt also keys the rejects.
         split_names: the splits written.
         base: the data set root (reject paths are shown relative to it).
@@ -318,7 +323,7 @@ class IngestSplits(beam.PTransform):
             ``source``, ``records`` (= ``listed``), ``ingested``,
             ``rejected``, ``rejected_images``, ``listing_problems``,
             ``per_split``, ``per_label``, ``per_split_label``, the settings
-            (``size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
+            (``image_size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
             ``num_workers``, ``salt``: where the salt came from, never its
             value), ``seconds`` and ``images_per_second``.
 
@@ -347,7 +352,7 @@ class IngestSplits(beam.PTransform):
             "per_split": per_split,
             "per_label": per_label,
             "per_split_label": per_split_label,
-            "size": self.ingest.size,
+            "image_size": self.ingest.image_size,
             "resize_mode": self.ingest.resize_mode,
             "eval_fraction": self.ingest.eval_fraction,
             "test_fraction": self.ingest.test_fraction,

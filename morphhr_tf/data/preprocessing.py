@@ -13,6 +13,9 @@ import numpy as np
 from scipy import ndimage, sparse
 
 RESIZE_MODES = ("square", "pad")
+#: The stored image size (pixels per side) ingest writes when none is given:
+#: the highest resolution of the MorphHR paper.
+DEFAULT_IMAGE_SIZE = 896
 
 
 def _otsu(values: np.ndarray, bins: int = 256) -> float:
@@ -299,13 +302,14 @@ class MammogramPreprocessor:
     """Crop to the breast, orient, resize and quantize to 16 bits.
 
     Args:
-        size: output side in pixels (896 by default, as in the paper).
+        image_size: the stored image size, the output side in pixels
+            (:data:`DEFAULT_IMAGE_SIZE`, the paper's highest resolution).
         resize_mode: ``"square"`` or ``"pad"`` (see :class:`Resize`).
         chest_wall: side the chest wall is put on.
         crop: whether to crop to the breast (off for non-mammograms).
 
     Example:
-        >>> pre = MammogramPreprocessor(size=64)
+        >>> pre = MammogramPreprocessor(image_size=64)
         >>> out = pre(image, laterality="R")  # doctest: +SKIP
         >>> out.shape, out.dtype  # doctest: +SKIP
         ((64, 64), dtype('uint16'))
@@ -313,18 +317,18 @@ class MammogramPreprocessor:
 
     def __init__(
         self,
-        size: int = 896,
+        image_size: int = DEFAULT_IMAGE_SIZE,
         resize_mode: str = "square",
         chest_wall: str = "left",
         crop: bool = True,
     ):
-        self.size = size
+        self.image_size = image_size
         self.resize_mode = resize_mode
         self.chest_wall = chest_wall
         self.crop = crop
         self._crop = CropToBreast() if crop else None
         self._orient = CanonicalOrientation(chest_wall)
-        self._resize = Resize(size, resize_mode)
+        self._resize = Resize(image_size, resize_mode)
         self._quantize = ToUint16()
 
     def __call__(self, image: np.ndarray, laterality: str = "") -> np.ndarray:

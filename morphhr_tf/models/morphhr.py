@@ -87,7 +87,7 @@ def _trunk_op(morph: TrunkMorph) -> Callable[[keras.Model], keras.Model]:
 
 def build_morphhr(
     base: keras.Model,
-    input_size: int,
+    resolution: int,
     *,
     front_channels: int = 8,
     front_blocks: int = 2,
@@ -131,7 +131,7 @@ def build_morphhr(
     Args:
         base: a flat functional model with one `(S, S, C)` input (left
             untouched), e.g. :func:`morphhr_tf.models.resnet18`.
-        input_size: the full-resolution side, an integer multiple of `S`.
+        resolution: the full-resolution side, an integer multiple of `S`.
         front_channels: channels of the front, at least `C`.
         front_blocks: number of front blocks (0: only the downsampler).
         activation: the front P-activations' target activation.
@@ -146,7 +146,7 @@ def build_morphhr(
         seed: seed of the front's random extra channels.
 
     Returns:
-        A `keras.Model` taking `(input_size, input_size, C)` images, named
+        A `keras.Model` taking `(resolution, resolution, C)` images, named
         `morphhr_{base.name}`, with `base`'s input name.
 
     Raises:
@@ -174,11 +174,11 @@ def build_morphhr(
             "build_morphhr needs a square base input with static size and "
             f"channels. Received: input shape {tuple(image.shape)}."
         )
-    input_size = _positive_int(input_size, "input_size")
-    if input_size % side:
+    resolution = _positive_int(resolution, "resolution")
+    if resolution % side:
         raise ValueError(
-            f"input_size must be an integer multiple k * S of the base input size "
-            f"S={side}. Received: input_size={input_size}"
+            f"resolution must be an integer multiple k * S of the base input size "
+            f"S={side}. Received: resolution={resolution}"
         )
     front_channels = _positive_int(front_channels, "front_channels", channels)
     front_blocks = _positive_int(front_blocks, "front_blocks", 0)
@@ -200,10 +200,10 @@ def build_morphhr(
     for op in ops:
         trunk = op(trunk)
     trunk_graph = Graph(trunk)
-    k = input_size // side
+    k = resolution // side
     rng = np.random.default_rng(seed)
     inputs = keras.Input(
-        shape=(input_size, input_size, channels),
+        shape=(resolution, resolution, channels),
         dtype=image.dtype,
         name=input_name(image),
     )

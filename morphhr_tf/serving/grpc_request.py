@@ -12,6 +12,7 @@ import os
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.serving import preprocess
 from morphhr_tf.serving.signatures import (
     EXAMPLES_INPUT,
@@ -29,7 +30,7 @@ def predict_request(
     model_name: str = "morphhr",
     signature: str = PREDICT_PNG,
     version: int | None = None,
-    size: int = preprocess.DEFAULT_SIZE,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     resize_mode: str = "square",
 ) -> predict_pb2.PredictRequest:
     """Builds a ``PredictRequest`` for one DICOM file.
@@ -39,7 +40,7 @@ def predict_request(
         model_name: the name TF Serving serves the model under.
         signature: ``predict_png``, ``predict_image`` or ``serving_default``.
         version: a model version; ``None`` lets the server pick the latest.
-        size, resize_mode: preprocessing, as for :func:`rest_request`.
+        image_size, resize_mode: preprocessing, as for :func:`rest_request`.
 
     Returns:
         The request; the response's ``outputs["probability"]`` holds [1, 1].
@@ -52,7 +53,9 @@ def predict_request(
         raise ValueError(
             f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
         )
-    pixels = preprocess.preprocess_dicom(dicom_path, size=size, resize_mode=resize_mode)
+    pixels = preprocess.preprocess_dicom(
+        dicom_path, image_size=image_size, resize_mode=resize_mode
+    )
     return pixels_request(
         pixels, signature=signature, model_name=model_name, version=version
     )

@@ -133,7 +133,13 @@ def predict_files(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive. Received: {batch_size}")
     loaded = tf.saved_model.load(resolve_saved_model(model_dir))
-    size = int(loaded.input_size.numpy()) if hasattr(loaded, "input_size") else 896
+    if not hasattr(loaded, "resolution"):
+        raise ValueError(
+            f"The SavedModel in {model_dir} has no `resolution` variable, so the "
+            "size to preprocess DICOM files to is unknown. Export it with "
+            "morphhr_tf.training.export.export_serving_model."
+        )
+    resolution = int(loaded.resolution.numpy())
     predict = loaded.signatures[PREDICT_PNG]
     rows = [{"path": f, "probability": "", "status": "", "reason": ""} for f in files]
     pending: list[tuple[int, bytes]] = []
@@ -172,7 +178,10 @@ def predict_files(
                     png = f.read()
             else:
                 pixels = preprocess.preprocess_dicom(
-                    path, size=size, resize_mode=resize_mode, modalities=modalities
+                    path,
+                    image_size=resolution,
+                    resize_mode=resize_mode,
+                    modalities=modalities,
                 )
                 png = preprocess.png_bytes(pixels)
         except DicomRejected as err:

@@ -15,16 +15,14 @@ import tensorflow as tf
 
 from morphhr_tf.data import features as F
 from morphhr_tf.data.dicom_reader import DEFAULT_MODALITIES, read_mammogram
-from morphhr_tf.data.preprocessing import MammogramPreprocessor
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE, MammogramPreprocessor
 from morphhr_tf.data.tfrecord_codec import encode_png16
-
-DEFAULT_SIZE = 896
 
 
 def preprocess_dicom(
     path: str | os.PathLike,
     *,
-    size: int = DEFAULT_SIZE,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     resize_mode: str = "square",
     modalities: Iterable[str] | None = DEFAULT_MODALITIES,
 ) -> np.ndarray:
@@ -32,19 +30,20 @@ def preprocess_dicom(
 
     Args:
         path: the DICOM file.
-        size: output side in pixels (the ingest size, or the model's input
-            size: the model area-resizes whatever it receives).
+        image_size: output side in pixels: the stored image size of the
+            training data, or the model's resolution (the model
+            area-resizes whatever it receives).
         resize_mode: ``square`` or ``pad``, as at ingestion.
         modalities: accepted DICOM Modality values.
 
     Returns:
-        ``uint16`` array of shape (size, size).
+        ``uint16`` array of shape (image_size, image_size).
 
     Raises:
         morphhr_tf.data.DicomRejected: for a file ingestion would reject.
     """
     image, meta = read_mammogram(path, modalities=modalities)
-    return MammogramPreprocessor(size=size, resize_mode=resize_mode)(
+    return MammogramPreprocessor(image_size=image_size, resize_mode=resize_mode)(
         image, meta.get("laterality", "")
     )
 

@@ -11,6 +11,7 @@ import base64
 import os
 from typing import Any
 
+from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.serving import preprocess
 from morphhr_tf.serving.signatures import (
     EXAMPLES_INPUT,
@@ -30,7 +31,7 @@ def rest_request(
     dicom_path: str | os.PathLike,
     signature: str = PREDICT_PNG,
     *,
-    size: int = preprocess.DEFAULT_SIZE,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     resize_mode: str = "square",
 ) -> dict[str, Any]:
     """Builds the exact TF Serving REST ``:predict`` JSON body for one file.
@@ -40,7 +41,8 @@ def rest_request(
         signature: ``predict_png`` (16-bit PNG as ``b64``, the compact one),
             ``predict_image`` (float pixels as nested lists) or
             ``serving_default`` (a serialized tf.Example as ``b64``).
-        size: preprocessing size (use the model's input size).
+        image_size: preprocessing size (use the model's resolution, the
+            ``resolution`` variable of the SavedModel).
         resize_mode: ``square`` or ``pad``, as at ingestion.
 
     Returns:
@@ -52,14 +54,16 @@ def rest_request(
 
     Example:
 
-    >>> body = rest_request("1-1.dcm", size=896)
+    >>> body = rest_request("1-1.dcm", image_size=896)
     >>> requests.post(".../v1/models/morphhr:predict", json=body)
     """
     if signature not in SIGNATURE_NAMES:
         raise ValueError(
             f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
         )
-    pixels = preprocess.preprocess_dicom(dicom_path, size=size, resize_mode=resize_mode)
+    pixels = preprocess.preprocess_dicom(
+        dicom_path, image_size=image_size, resize_mode=resize_mode
+    )
     if signature == PREDICT_PNG:
         instance = {PNG_INPUT: _b64(preprocess.png_bytes(pixels))}
     elif signature == SERVING_DEFAULT:

@@ -143,31 +143,49 @@ def check_pngs(pngs: tf.Tensor, name: str = PNG_INPUT) -> tf.Tensor:
         return tf.identity(pngs)
 
 
+def model_resolution(model: keras.Model) -> int:
+    """S, the resolution a model takes: its input is ``[None, S, S, 1]``.
+
+    Raises:
+        ValueError: for an input shape that is not static, square and
+            single-channel, naming the shape received.
+    """
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 1:
+        raise ValueError(
+            "The served model must take square single-channel images of a "
+            f"static size, [None, S, S, 1]. Received input shape: {shape}"
+        )
+    return int(shape[1])
+
+
 class ServingModule(tf.Module):
     """Wraps a Keras model with the three serving functions.
 
     Args:
         model: a Keras model mapping float32 [N, S, S, 1] to [N, 1]
-            probabilities.
-        image_size: S, the model's input size.
+            probabilities; S, its resolution (input size), is read from its
+            input shape and saved with the module as ``resolution``.
+
+    Raises:
+        ValueError: if the model's input is not a static square
+            ``[None, S, S, 1]``.
 
     Example:
 
-    >>> module = ServingModule(model, 128)
+    >>> module = ServingModule(model)
+    >>> int(module.resolution.numpy())
+    128
     >>> tf.saved_model.save(module, path, signatures=module.signatures())
     """
 
-    def __init__(self, model: keras.Model, image_size: int):
+    def __init__(self, model: keras.Model):
         super().__init__(name="morphhr_serving")
-        if not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(
-                f"image_size must be a positive integer. Received: {image_size!r}"
-            )
         self.model = model
-        self.image_size = image_size
-        # Saved with the model, so clients can read the input size back.
-        self.input_size = tf.Variable(
-            image_size, dtype=tf.int32, trainable=False, name="input_size"
+        self._side = model_resolution(model)
+        # Saved with the model, so clients can read the resolution back.
+        self.resolution = tf.Variable(
+            self._side, dtype=tf.int32, trainable=False, name="resolution"
         )
         self.serve_examples = tf.function(
             self._serve_examples,
@@ -201,7 +219,7 @@ class ServingModule(tf.Module):
         return {F.PROBABILITY: tf.ensure_shape(probability, [None, 1])}
 
     def _decode_pngs(self, pngs: tf.Tensor, name: str, scope: str) -> tf.Tensor:
-        size = self.image_size
+        size = self._side
         pngs = check_pngs(pngs, name)
         # A PNG that passes the header checks but does not decode fails in
         # the node "<scope>_decode/while/DecodePng" (the input's name).
@@ -223,7 +241,7 @@ class ServingModule(tf.Module):
         return self._probability(images)
 
     def _predict_image(self, images):
-        size = self.image_size
+        size = self._side
         # Loaded signatures check the dtype but not the shape: check it here,
         # on the input tensor itself, so the error names it.
         images = tf.ensure_shape(images, [None, None, None, 1])

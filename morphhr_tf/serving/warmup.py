@@ -38,32 +38,32 @@ def warmup_path(export_dir: str) -> str:
     return os.path.join(export_dir, WARMUP_DIR, WARMUP_FILE)
 
 
-def warmup_requests(image_size: int) -> list[predict_pb2.PredictRequest]:
+def warmup_requests(resolution: int) -> list[predict_pb2.PredictRequest]:
     """One ``predict_pb2.PredictRequest`` per serving signature.
 
     Args:
-        image_size: the model's input size S; each request carries one
+        resolution: the model's input size S; each request carries one
             synthetic mid-grey S x S image.
 
     Returns:
         The requests, in :data:`SIGNATURE_NAMES` order; ``model_spec`` names
         only the signature (TF Serving runs warm-up on the version it loads).
     """
-    if not isinstance(image_size, int) or image_size < 1:
+    if not isinstance(resolution, int) or resolution < 1:
         raise ValueError(
-            f"image_size must be a positive integer. Received: {image_size!r}"
+            f"resolution must be a positive integer. Received: {resolution!r}"
         )
-    pixels = np.full((image_size, image_size), 32768, np.uint16)
+    pixels = np.full((resolution, resolution), 32768, np.uint16)
     return [pixels_request(pixels, signature=name) for name in SIGNATURE_NAMES]
 
 
-def write_warmup_requests(export_dir: str, image_size: int) -> str:
+def write_warmup_requests(export_dir: str, resolution: int) -> str:
     """Writes the warm-up file of a SavedModel directory.
 
     Args:
         export_dir: the SavedModel directory (local or any ``tf.io.gfile``
             filesystem).
-        image_size: the model's input size.
+        resolution: the model's input size.
 
     Returns:
         The file's path, :func:`warmup_path` of ``export_dir``.
@@ -71,7 +71,7 @@ def write_warmup_requests(export_dir: str, image_size: int) -> str:
     path = warmup_path(export_dir)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for request in warmup_requests(image_size):
+        for request in warmup_requests(resolution):
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
             )

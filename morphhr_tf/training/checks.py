@@ -55,13 +55,13 @@ def morph_check(
     """
     base_ds = make_dataset(
         eval_files,
-        image_size=config.base_resolution,
+        resolution=config.base_resolution,
         batch_size=MORPH_CHECK_BATCH_SIZE,
         training=False,
     )
     full_ds = make_dataset(
         eval_files,
-        image_size=config.resolution,
+        resolution=config.resolution,
         batch_size=MORPH_CHECK_BATCH_SIZE,
         training=False,
     )

@@ -110,17 +110,17 @@ class TrainingConfig:
     """Validated training options (see the module docstring for each key)."""
 
     model: str = "morphhr"
-    base_resolution: int = 64
-    resolution: int = 128
+    base_resolution: int = 128
+    resolution: int = 256
     width: int = 16
     front_channels: int = 8
     front_blocks: int = 2
     detail_branch: str = "antithetic"
-    base_steps: int = 100
-    epochs: int = 2
+    base_steps: int = 600
+    epochs: int = 3
     batch_size: int = 16
     learning_rate: float = 2e-3
-    morph_learning_rate: float = 0.0
+    morph_learning_rate: float = 1e-3
     trunk_lr_multiplier: float = 0.1
     schedule: str = "cosine"
     warmup_fraction: float = 0.05

@@ -72,25 +72,25 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return clone
 
 
-def export_serving_model(model: keras.Model, export_dir: str, image_size: int) -> str:
+def export_serving_model(model: keras.Model, export_dir: str) -> str:
     """Writes a float32 SavedModel with the three serving signatures.
 
     Also writes ``assets.extra/tf_serving_warmup_requests`` (one TF Serving
-    warm-up request per signature, a mid-grey image of ``image_size``) before
+    warm-up request per signature, a mid-grey image of the model's resolution)
+    before
     the SavedModel, so ``saved_model.pb``, which TF Serving and the Pusher
     take as the sign of a complete model, is the last file written.
 
     Args:
         model: the trained model, [N, S, S, 1] -> [N, 1] probabilities.
         export_dir: the SavedModel directory (``fn_args.serving_model_dir``).
-        image_size: S.
 
     Returns:
         ``export_dir``.
     """
     model32 = float32_copy(model)
-    module = ServingModule(model32, image_size)
+    module = ServingModule(model32)
     tf.io.gfile.makedirs(os.path.dirname(export_dir.rstrip("/")) or ".")
-    write_warmup_requests(export_dir, image_size)
+    write_warmup_requests(export_dir, int(module.resolution.numpy()))
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return export_dir

@@ -178,7 +178,7 @@ def augment_image(
 def make_dataset(
     file_patterns: str | Sequence[str],
     *,
-    image_size: int,
+    resolution: int,
     batch_size: int,
     training: bool,
     balance: str = "none",
@@ -191,7 +191,8 @@ def make_dataset(
 
     Args:
         file_patterns: glob(s) of gzip TFRecord files (``fn_args.train_files``).
-        image_size: S; stored images are area-resized to S x S.
+        resolution: S, the model's input size; stored images are
+            area-resized to S x S.
         batch_size: global batch size.
         training: shuffle, repeat forever, drop the last partial batch,
             balance and augment. Otherwise one ordered pass.
@@ -244,7 +245,7 @@ def make_dataset(
             weights = (total / (2.0 * neg), total / (2.0 * pos))
 
     def decode(png, label):
-        return decode_and_resize(png, image_size), label
+        return decode_and_resize(png, resolution), label
 
     ds = ds.map(decode, num_parallel_calls=AUTOTUNE)
     if training and augment:

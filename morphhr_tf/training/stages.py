@@ -1,7 +1,7 @@
 """One training stage of the trainer: its data, the layer-wise optimizer, the fit.
 
 :func:`read_splits` counts the labels once; :func:`make_datasets` builds the
-training, eval and validation datasets at one image size;
+training, eval and validation datasets at one resolution;
 :func:`train_stage` compiles a model with :class:`LayerwiseAdamW` (the
 per-layer learning rates of the MorphHR stage 2) and fits it, one TensorBoard
 folder per stage. Used by :mod:`morphhr_tf.training.trainer`.
@@ -76,15 +76,15 @@ def read_splits(
 
 def make_datasets(
     splits: Splits,
-    size: int,
+    resolution: int,
     config: TrainingConfig,
     strategy: tf.distribute.Strategy,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, tuple[tf.data.Dataset, int]]:
-    """``(train, eval, (validation, val_steps))`` datasets of ``size`` px images."""
+    """``(train, eval, (validation, val_steps))`` datasets of ``resolution`` px images."""
     replicas = strategy.num_replicas_in_sync
     train_ds = make_dataset(
         splits.train_files,
-        image_size=size,
+        resolution=resolution,
         batch_size=config.batch_size,
         training=True,
         balance=config.balance,
@@ -94,13 +94,16 @@ def make_datasets(
     )
     train_ds = shard_by_data(train_ds, strategy)
     eval_ds = make_dataset(
-        splits.eval_files, image_size=size, batch_size=config.batch_size, training=False
+        splits.eval_files,
+        resolution=resolution,
+        batch_size=config.batch_size,
+        training=False,
     )
     # Repeated: Keras keeps one validation iterator across epochs and
     # takes exactly val_steps batches (one pass) from it each epoch.
     val_ds = make_dataset(
         splits.eval_files,
-        image_size=size,
+        resolution=resolution,
         batch_size=config.batch_size,
         training=False,
         drop_remainder=replicas > 1,
@@ -177,7 +180,7 @@ def train_stage(
 
     Args:
         model: the model, built under ``strategy``.
-        datasets: ``make_datasets(...)`` at the model's input size.
+        datasets: ``make_datasets(...)`` at the model's resolution.
         config, strategy: as for :func:`train`.
         steps: optimizer steps.
         log_dir: this stage's TensorBoard folder.

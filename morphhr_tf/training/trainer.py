@@ -104,22 +104,22 @@ def keras_model_path(serving_model_dir: str) -> str:
     return os.path.join(model_uri, KERAS_MODEL_DIR, KERAS_MODEL_FILE)
 
 
-def _build_base(config: TrainingConfig, size: int) -> keras.Model:
+def _build_base(config: TrainingConfig, resolution: int) -> keras.Model:
     from morphhr_tf.models import resnet18
 
     return resnet18(
-        input_shape=(size, size, 1),
+        input_shape=(resolution, resolution, 1),
         width=config.width,
         include_top=True,
         num_classes=1,
     )
 
 
-def _pretrained_base(config: TrainingConfig, size: int) -> keras.Model:
+def _pretrained_base(config: TrainingConfig, resolution: int) -> keras.Model:
     """The base ResNet18 with the weights ``config.pretrained`` names."""
     path = config.pretrained
     if path.endswith(".weights.h5"):
-        base = _build_base(config, size)
+        base = _build_base(config, resolution)
         base.load_weights(path)
         return base
     if os.path.isdir(path):
@@ -129,7 +129,9 @@ def _pretrained_base(config: TrainingConfig, size: int) -> keras.Model:
         from morphhr_tf.morph import collapse_input_channels
 
         backbone = keras_hub.models.ResNetBackbone.from_preset(path)
-        base3 = resnet18(input_shape=(size, size, 3), width=config.width, num_classes=1)
+        base3 = resnet18(
+            input_shape=(resolution, resolution, 3), width=config.width, num_classes=1
+        )
         import_keras_hub_resnet(base3, backbone)
         return collapse_input_channels(base3)
     raise ValueError(
@@ -179,19 +181,21 @@ def train_base(
         ``(base, (probabilities, labels), summary)``: the base's eval pass.
     """
     morphhr = config.model == "morphhr"
-    base_size = config.base_resolution if morphhr else config.resolution
+    base_resolution = config.base_resolution if morphhr else config.resolution
     pretrained = bool(config.pretrained) and config.pretrained != "base_model"
     with strategy.scope():
         if pretrained:
-            base = _pretrained_base(config, base_size)
+            base = _pretrained_base(config, base_resolution)
             _log(f"base weights from {config.pretrained}")
         else:
-            base = _build_base(config, base_size)
+            base = _build_base(config, base_resolution)
     base_steps = steps if config.model == "resnet18" else config.base_steps
-    datasets = make_datasets(splits, base_size, config, strategy)
+    datasets = make_datasets(splits, base_resolution, config, strategy)
     summary: dict[str, Any] = {}
     if base_steps and not (pretrained and morphhr):
-        _log(f"stage 1: {config.model} base at {base_size} px, {base_steps} steps")
+        _log(
+            f"stage 1: {config.model} base at {base_resolution} px, {base_steps} steps"
+        )
         stage_dir = os.path.join(log_dir, "stage1_base")
         history, seconds = train_stage(
             base, datasets, config, strategy, steps=base_steps, log_dir=stage_dir
@@ -202,7 +206,7 @@ def train_base(
             compile_layerwise(base, config, max(steps, 1))
     p_base, base_labels = predict(base, datasets[1])
     summary["auc_base"] = auc(base_labels, p_base)
-    _log(f"eval AUC of the base at {base_size} px: {summary['auc_base']:.4f}")
+    _log(f"eval AUC of the base at {base_resolution} px: {summary['auc_base']:.4f}")
     return base, (p_base, base_labels), summary
 
 
@@ -351,7 +355,7 @@ def _save_outputs(
     tf.io.gfile.makedirs(os.path.dirname(keras_path))
     model.save(keras_path)
     keras.config.set_dtype_policy(previous_policy)
-    export_serving_model(model, serving_model_dir, config.resolution)
+    export_serving_model(model, serving_model_dir)
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)

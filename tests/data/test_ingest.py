@@ -51,7 +51,13 @@ def ingested(small_tree, tmp_path_factory):
         f.truncate(os.path.getsize(broken) // 2)
     out = tmp_path_factory.mktemp("ingest_out")
     summary = run_ingest(
-        "cbis_ddsm", root, out, size=64, salt=SALT, eval_fraction=0.3, progress=False
+        "cbis_ddsm",
+        root,
+        out,
+        image_size=64,
+        salt=SALT,
+        eval_fraction=0.3,
+        progress=False,
     )
     return root, out, summary, listing, broken
 
@@ -173,7 +179,7 @@ def test_rerun_replaces_outputs_and_is_deterministic(ingested, tmp_path):
         "cbis_ddsm",
         root,
         tmp_path,
-        size=64,
+        image_size=64,
         salt=SALT,
         eval_fraction=0.3,
         progress=False,
@@ -204,7 +210,7 @@ def test_cli_with_two_workers(small_tree, tmp_path):
             str(small_tree[0]),
             "--out",
             str(tmp_path),
-            "--size",
+            "--image-size",
             "48",
             "--workers",
             "2",

@@ -66,7 +66,7 @@ def _ingest(tree, out, workers, monkeypatch):
         "cbis_ddsm",
         tree,
         out,
-        size=48,
+        image_size=48,
         num_workers=workers,
         salt=SALT,
         eval_fraction=0.4,  # with this salt: 4 train, 4 eval, 8 test records

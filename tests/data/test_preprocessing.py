@@ -128,7 +128,7 @@ def test_to_uint16():
 
 def test_left_and_right_breasts_look_alike_after_preprocessing():
     image, _, _ = render_mammogram(8, rows=256, laterality="L")
-    pre = MammogramPreprocessor(size=64)
+    pre = MammogramPreprocessor(image_size=64)
     left = pre(image, "L").astype(np.float64) / 65535
     right = pre(np.ascontiguousarray(image[:, ::-1]), "R").astype(np.float64) / 65535
     assert left.shape == (64, 64)

@@ -178,15 +178,15 @@ def test_keras_round_trip_and_saved_model(base, tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"input_size": 48}, "multiple"),
-        ({"input_size": 0}, "input_size"),
-        ({"input_size": 64, "front_channels": 0}, "front_channels"),
-        ({"input_size": 64, "front_blocks": -1}, "front_blocks"),
-        ({"input_size": 64, "activation": "softmax"}, "softmax"),
-        ({"input_size": 64, "trunk_morphs": [{"op": "shrink"}]}, "trunk morph"),
+        ({"resolution": 48}, "multiple"),
+        ({"resolution": 0}, "resolution"),
+        ({"resolution": 64, "front_channels": 0}, "front_channels"),
+        ({"resolution": 64, "front_blocks": -1}, "front_blocks"),
+        ({"resolution": 64, "activation": "softmax"}, "softmax"),
+        ({"resolution": 64, "trunk_morphs": [{"op": "shrink"}]}, "trunk morph"),
         (
             {
-                "input_size": 64,
+                "resolution": 64,
                 "trunk_morphs": [
                     {"op": "widen", "layer_name": "avg_pool", "new_width": 9}
                 ],

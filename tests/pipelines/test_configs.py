@@ -46,7 +46,7 @@ def test_cpu_profile_keeps_the_demo_configuration():
     cpu = configs.PROFILES["cpu"]
     assert (cpu.ingest.image_size, cpu.ingest.eval_fraction) == (256, 0.25)
     assert (cpu.ingest.beam_workers, cpu.train_steps) == (2, 600)
-    assert (cpu.synthetic_patients, cpu.synthetic_image_size) == (300, 512)
+    assert (cpu.synthetic_patients, cpu.synthetic_rows) == (300, 512)
     assert cpu.auc_lower_bound == 0.65
 
 

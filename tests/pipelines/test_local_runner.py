@@ -44,7 +44,7 @@ def test_overrides_reach_the_configs():
         1,
     )
     assert (profile.train_steps, profile.auc_lower_bound) == (6, 0.0)
-    assert (profile.synthetic_patients, profile.synthetic_image_size) == (20, 128)
+    assert (profile.synthetic_patients, profile.synthetic_rows) == (20, 128)
 
 
 @pytest.mark.parametrize(

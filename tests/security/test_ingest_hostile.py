@@ -57,7 +57,7 @@ def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers):
         "csv",
         manifest_path,
         out,
-        size=32,
+        image_size=32,
         num_workers=workers,
         salt=SALT,
         eval_fraction=0.25,

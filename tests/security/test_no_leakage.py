@@ -55,7 +55,7 @@ def test_no_patient_key_in_two_splits(cbis_tree, tmp_path):
         "cbis_ddsm",
         root,
         tmp_path,
-        size=32,
+        image_size=32,
         salt=SALT,
         eval_fraction=0.4,
         progress=False,

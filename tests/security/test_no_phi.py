@@ -53,7 +53,7 @@ def ingest_run(cbis_tree, tmp_path_factory):
     env = {**os.environ, "MORPHHR_SALT": SALT}
     proc = subprocess.run(
         [sys.executable, "-m", "morphhr_tf.data.ingest", "--source", "cbis_ddsm"]
-        + ["--root", str(root), "--out", str(out), "--size", "32"]
+        + ["--root", str(root), "--out", str(out), "--image-size", "32"]
         + ["--private-dir", str(private)],
         capture_output=True,
         env=env,

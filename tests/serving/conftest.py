@@ -8,17 +8,17 @@ import pytest
 from morphhr_tf.models import build_morphhr, resnet18
 from morphhr_tf.training.export import export_serving_model
 
-INPUT_SIZE = 64
+RESOLUTION = 64
 
 
 @pytest.fixture(scope="session")
 def saved_model_dir(tmp_path_factory):
     """A randomly initialized MorphHR (32 -> 64 px), exported like the Trainer does."""
     keras.utils.set_random_seed(0)
-    base = resnet18((INPUT_SIZE // 2, INPUT_SIZE // 2, 1), width=4)
-    model = build_morphhr(base, INPUT_SIZE, front_channels=4, seed=0)
+    base = resnet18((RESOLUTION // 2, RESOLUTION // 2, 1), width=4)
+    model = build_morphhr(base, RESOLUTION, front_channels=4, seed=0)
     path = str(tmp_path_factory.mktemp("model") / "Format-Serving")
-    return export_serving_model(model, path, INPUT_SIZE)
+    return export_serving_model(model, path)
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +39,10 @@ def nan_model_dir(tmp_path_factory):
     import numpy as np
 
     keras.utils.set_random_seed(0)
-    base = resnet18((INPUT_SIZE // 2, INPUT_SIZE // 2, 1), width=4)
-    model = build_morphhr(base, INPUT_SIZE, front_channels=4, seed=0)
+    base = resnet18((RESOLUTION // 2, RESOLUTION // 2, 1), width=4)
+    model = build_morphhr(base, RESOLUTION, front_channels=4, seed=0)
     weights = model.get_weights()
     weights[-1] = np.full_like(weights[-1], np.nan)  # the output bias
     model.set_weights(weights)
     path = str(tmp_path_factory.mktemp("nan_model") / "Format-Serving")
-    return export_serving_model(model, path, INPUT_SIZE)
+    return export_serving_model(model, path)

@@ -12,7 +12,7 @@ SIZE = 64
 
 
 def _direct_probability(loaded, dicom_path):
-    pixels = preprocess_dicom(dicom_path, size=SIZE)
+    pixels = preprocess_dicom(dicom_path, image_size=SIZE)
     out = loaded.signatures["predict_image"](images=tf.constant(image_array(pixels)))
     return float(out["probability"].numpy().ravel()[0])
 
@@ -24,7 +24,7 @@ def test_rest_body_decoded_like_tf_serving_gives_the_same_probability(
     saved_model_dir, dicom_files, signature
 ):
     loaded = tf.saved_model.load(saved_model_dir)
-    body = rest_request(dicom_files[0], signature=signature, size=SIZE)
+    body = rest_request(dicom_files[0], signature=signature, image_size=SIZE)
     body = json.loads(json.dumps(body))  # what goes over the wire
     assert body["signature_name"] == signature
     inputs = decode_rest_instances(body)
@@ -40,9 +40,9 @@ def test_rest_body_decoded_like_tf_serving_gives_the_same_probability(
 
 
 def test_rest_png_body_carries_the_preprocessed_png(dicom_files):
-    body = rest_request(dicom_files[0], signature="predict_png", size=SIZE)
+    body = rest_request(dicom_files[0], signature="predict_png", image_size=SIZE)
     (png,) = decode_rest_instances(body)["png"]
-    assert png == png_bytes(preprocess_dicom(dicom_files[0], size=SIZE))
+    assert png == png_bytes(preprocess_dicom(dicom_files[0], image_size=SIZE))
     decoded = tf.io.decode_png(png, dtype=tf.uint16)
     assert decoded.shape == (SIZE, SIZE, 1)
 
@@ -57,7 +57,11 @@ def test_unknown_signature_is_refused(dicom_files):
 )
 def test_grpc_predict_request(saved_model_dir, dicom_files, signature):
     request = predict_request(
-        dicom_files[0], model_name="morphhr", signature=signature, version=3, size=SIZE
+        dicom_files[0],
+        model_name="morphhr",
+        signature=signature,
+        version=3,
+        image_size=SIZE,
     )
     assert request.model_spec.name == "morphhr"
     assert request.model_spec.signature_name == signature

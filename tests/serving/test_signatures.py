@@ -51,3 +51,21 @@ def test_other_stored_sizes_are_area_resized_consistently(saved_model_dir):
     np.testing.assert_allclose(
         direct["probability"].numpy(), full["probability"].numpy(), atol=1e-5
     )
+
+
+def test_the_module_reads_the_resolution_from_the_model():
+    import keras
+    import pytest
+
+    from morphhr_tf.models import resnet18
+    from morphhr_tf.serving.signatures import ServingModule, model_resolution
+
+    assert model_resolution(resnet18((48, 48, 1), width=4)) == 48
+    assert int(ServingModule(resnet18((32, 32, 1), width=4)).resolution.numpy()) == 32
+    for shape in [(48, 32, 1), (None, None, 1), (48, 48, 3)]:
+        inputs = keras.Input(shape)
+        model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+        with pytest.raises(
+            ValueError, match=r"\[None, S, S, 1\]\. Received input shape"
+        ):
+            model_resolution(model)

@@ -70,8 +70,8 @@ def test_each_request_runs_through_its_signature(saved_model_dir, loaded, signat
     assert 0.0 <= probability[0, 0] <= 1.0
 
 
-def test_requests_carry_an_image_of_the_model_input_size(saved_model_dir, loaded):
-    size = int(loaded.input_size.numpy())
+def test_requests_carry_an_image_of_the_model_resolution(saved_model_dir, loaded):
+    size = int(loaded.resolution.numpy())
     requests = {
         log.predict_log.request.model_spec.signature_name: log.predict_log.request
         for log in read_warmup_requests(saved_model_dir)

@@ -34,10 +34,10 @@ def test_float32_copy_computes_in_float32_with_the_same_weights():
 
 def test_exported_saved_model_is_float32_with_three_signatures(tmp_path):
     model = _mixed_morphhr()
-    path = export_serving_model(model, str(tmp_path / "Format-Serving"), 64)
+    path = export_serving_model(model, str(tmp_path / "Format-Serving"))
     loaded = tf.saved_model.load(path)
     assert set(SIGNATURE_NAMES) <= set(loaded.signatures)
-    assert int(loaded.input_size.numpy()) == 64
+    assert int(loaded.resolution.numpy()) == 64
     # TF Serving warm-up: one request per signature (tests/serving/test_warmup.py).
     warmup = read_warmup_requests(path)
     assert sorted(r.predict_log.request.model_spec.signature_name for r in warmup) == (

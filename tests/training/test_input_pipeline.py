@@ -25,7 +25,7 @@ def test_count_labels(tiny_splits):
 
 
 def test_eval_dataset_is_one_ordered_pass(tiny_splits):
-    ds = make_dataset(tiny_splits["eval"], image_size=32, batch_size=5, training=False)
+    ds = make_dataset(tiny_splits["eval"], resolution=32, batch_size=5, training=False)
     batches = list(ds)
     assert [int(b[0].shape[0]) for b in batches] == [5, 5, 2]
     assert batches[0][0].shape[1:] == (32, 32, 1)
@@ -37,7 +37,7 @@ def test_eval_dataset_is_one_ordered_pass(tiny_splits):
 def test_balanced_sampling_draws_both_classes_equally(tiny_splits):
     ds = make_dataset(
         tiny_splits["train"],
-        image_size=32,
+        resolution=32,
         batch_size=50,
         training=True,
         balance="sample",
@@ -53,7 +53,7 @@ def test_balanced_sampling_draws_both_classes_equally(tiny_splits):
 def test_class_weights_balance_the_loss(tiny_splits):
     ds = make_dataset(
         tiny_splits["train"],
-        image_size=32,
+        resolution=32,
         batch_size=24,
         training=True,
         balance="class_weight",
@@ -69,7 +69,7 @@ def test_balancing_a_single_class_split_is_refused(tiny_splits):
     with pytest.raises(ValueError, match="positives=0"):
         make_dataset(
             tiny_splits["train"],
-            image_size=32,
+            resolution=32,
             batch_size=4,
             training=True,
             balance="sample",
@@ -90,7 +90,7 @@ def test_augmentation_is_seeded_small_and_in_range():
 
 def test_missing_files_are_reported(tmp_path):
     with pytest.raises(ValueError, match="No TFRecord"):
-        make_dataset(str(tmp_path / "*.gz"), image_size=8, batch_size=1, training=False)
+        make_dataset(str(tmp_path / "*.gz"), resolution=8, batch_size=1, training=False)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -141,7 +141,7 @@ def test_training_batches_depend_on_the_seed_alone(tiny_splits, balance, augment
     def build(seed):
         return make_dataset(
             tiny_splits["train"],
-            image_size=16,
+            resolution=16,
             batch_size=8,
             training=True,
             balance=balance,
