@@ -22,9 +22,6 @@ which must lie outside the pipeline root; with neither it is not written.
 
 from __future__ import annotations
 
-import csv
-import io
-import operator
 import os
 import time
 from typing import Any
@@ -41,12 +38,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 import morphhr_tf  # noqa: F401  (runtime policy first)
+from morphhr_tf.data import fileio
 from morphhr_tf.data.deid import resolve_salt
 from morphhr_tf.data.ingest import (
     EXAMPLES,
-    PRIVATE_REJECT_COLUMNS,
-    PRIVATE_REJECTS_FILE,
-    REJECT_COLUMNS,
     REJECTS,
     REJECTS_FILE,
     SUMMARY_FILE,
@@ -58,6 +53,7 @@ from morphhr_tf.data.ingest import (
     save_counts,
     write_summary,
 )
+from morphhr_tf.data.redaction import WriteRejectFiles
 
 EXAMPLES_KEY = "examples"
 REJECTS_KEY = "rejects"
@@ -72,37 +68,6 @@ __all__ = [
     "Executor",
     "resolve_private_dir",
 ]
-
-
-def _csv_line(row: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([str(v) for v in row])
-    return buf.getvalue()
-
-
-def _write_reject_rows(
-    rows: beam.PCollection, rejects_uri: str, private_dir: str
-) -> None:
-    """Writes ``IngestSplits``' reject rows: ``rejects.csv`` into the
-    artifact and, when ``private_dir`` is set, ``rejects_private.csv`` there;
-    each file's lines sorted (a deterministic file)."""
-    targets = [(1, rejects_uri, REJECTS_FILE, REJECT_COLUMNS)]
-    if private_dir:
-        targets.append((2, private_dir, PRIVATE_REJECTS_FILE, PRIVATE_REJECT_COLUMNS))
-    for index, folder, name, columns in targets:
-        _ = (
-            rows
-            | f"Rows[{name}]" >> beam.Map(operator.itemgetter(index))
-            | f"Lines[{name}]" >> beam.Map(_csv_line)
-            | f"Gather[{name}]" >> beam.combiners.ToList()
-            | f"Sort[{name}]" >> beam.FlatMap(sorted)
-            | f"Write[{name}]"
-            >> beam.io.WriteToText(
-                os.path.join(folder, name),
-                shard_name_template="",
-                header=",".join(columns),
-            )
-        )
 
 
 def _pipeline_root_of(uri: str) -> str:
@@ -151,7 +116,7 @@ def _listing_of(exec_properties: dict[str, Any], salt: bytes):
     base = root
     if source == "csv":
         root = exec_properties["manifest"]
-        base = os.path.dirname(os.path.abspath(root))
+        base = fileio.dirname(fileio.abspath(root))
     listing = load_source(source, root)
     if not listing.records:
         problems = listing.problems
@@ -185,11 +150,15 @@ def _set_properties(
         examples,
         exec_properties.get("output_data_format", example_gen_pb2.FORMAT_TF_EXAMPLE),
     )
-    file_format = exec_properties.get(
-        "output_file_format", example_gen_pb2.FORMAT_TFRECORDS_GZIP
-    )
     examples_utils.set_file_format(
-        examples, write_split.to_file_format_str(file_format)
+        examples, write_split.to_file_format_str(_file_format(exec_properties))
+    )
+
+
+def _file_format(exec_properties: dict[str, Any]) -> int:
+    """The examples' file format (gzip TFRecords unless configured)."""
+    return exec_properties.get(
+        "output_file_format", example_gen_pb2.FORMAT_TFRECORDS_GZIP
     )
 
 
@@ -226,9 +195,7 @@ class Executor(BaseExampleGenExecutor):
         test_fraction = float(exec_properties.get("test_fraction") or 0.0)
         split_names = _split_names(records, test_fraction)
         examples.split_names = artifact_utils.encode_split_names(split_names)
-        file_format = exec_properties.get(
-            "output_file_format", example_gen_pb2.FORMAT_TFRECORDS_GZIP
-        )
+        file_format = _file_format(exec_properties)
         tf.io.gfile.makedirs(rejects.uri)
         if private_dir:
             tf.io.gfile.makedirs(private_dir)
@@ -255,7 +222,9 @@ class Executor(BaseExampleGenExecutor):
             _ = outputs[EXAMPLES][name] | f"WriteSplit[{name}]" >> (
                 write_split.WriteSplit(uri, file_format, exec_properties)
             )
-        _write_reject_rows(outputs[REJECTS], rejects.uri, private_dir)
+        _ = outputs[REJECTS] | "WriteRejects" >> WriteRejectFiles(
+            rejects.uri, private_dir
+        )
         save_counts(outputs, work)
         pipeline.run().wait_until_finish()
 
@@ -266,7 +235,6 @@ class Executor(BaseExampleGenExecutor):
             source=exec_properties["source"],
             num_workers=self._num_workers(),
             start=start,
-            listing_rejected=True,
         )
         write_summary(rejects.uri, summary)
         _set_properties(examples, rejects, summary, split_names, exec_properties)

@@ -262,43 +262,43 @@ def _check_frame(ds: Any, tsyntax: Any, name: str, geometry: dict[str, Any]) -> 
         )
 
 
-def _check_deflated(path: str, budget: int) -> None:
+def _check_deflated(f: Any, budget: int) -> None:
     """Inflates a deflated data set in bounded chunks, output discarded.
 
     pydicom inflates the whole stream in one call, so a small file could
-    claim gigabytes. Files of other transfer syntaxes pass untouched.
+    claim gigabytes. Files of other transfer syntaxes pass untouched. ``f``
+    is the open binary file, read from its start; the caller seeks back.
     """
     import zlib
 
     import pydicom
     from pydicom.filereader import _read_file_meta_info, read_preamble
 
-    with open(path, "rb") as f:
-        try:
-            read_preamble(f, False)
-            meta = _read_file_meta_info(f)
-            tsyntax = str(meta.get("TransferSyntaxUID", "") or "")
-        except Exception:
-            return  # dcmread reports the malformed file
-        if tsyntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
-            return
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        total = 0
-        while not inflater.eof:
-            data = f.read(_INFLATE_CHUNK) or inflater.unconsumed_tail
-            if not data:
-                break
-            while data and not inflater.eof:
-                try:
-                    total += len(inflater.decompress(data, _INFLATE_CHUNK))
-                except zlib.error as err:
-                    raise DicomRejected(f"corrupt deflated data set ({err})") from err
-                if total > budget:
-                    raise DicomRejected(
-                        f"deflated data set inflates beyond {budget >> 20} MiB "
-                        "(decompression bomb; raise max_pixels to accept)"
-                    )
-                data = inflater.unconsumed_tail
+    try:
+        read_preamble(f, False)
+        meta = _read_file_meta_info(f)
+        tsyntax = str(meta.get("TransferSyntaxUID", "") or "")
+    except Exception:
+        return  # dcmread reports the malformed file
+    if tsyntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    while not inflater.eof:
+        data = f.read(_INFLATE_CHUNK) or inflater.unconsumed_tail
+        if not data:
+            break
+        while data and not inflater.eof:
+            try:
+                total += len(inflater.decompress(data, _INFLATE_CHUNK))
+            except zlib.error as err:
+                raise DicomRejected(f"corrupt deflated data set ({err})") from err
+            if total > budget:
+                raise DicomRejected(
+                    f"deflated data set inflates beyond {budget >> 20} MiB "
+                    "(decompression bomb; raise max_pixels to accept)"
+                )
+            data = inflater.unconsumed_tail
 
 
 class _ClampedFile:

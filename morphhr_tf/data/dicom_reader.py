@@ -33,19 +33,22 @@ file can make the reader use (about 6 bytes per accepted pixel):
   SOF, JPEG-LS SOF55 or JPEG 2000 SIZ marker), and RLE data must be long
   enough to fill it: decoders allocate what the codestream declares.
 
-Those checks live in :mod:`morphhr_tf.data.dicom_header`.
+Those checks live in :mod:`morphhr_tf.data.dicom_header`. The file is opened
+through :mod:`morphhr_tf.data.fileio`: a local path, or a URL such as
+``gs://bucket/1-1.dcm`` (the type and size checks then use the object's
+listing; the file is opened once, for both the checks and pydicom).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.dicom_header import (
     DicomRejected,
     _check_deflated,
@@ -228,27 +231,29 @@ def _open(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
 
     path = os.fspath(path)
     try:
-        info = os.stat(path)
+        kind, size = fileio.info(path)
     except OSError as err:
         raise DicomRejected(f"unreadable file: {err.strerror or err}") from err
     except ValueError as err:  # e.g. an embedded NUL byte in the path
         raise DicomRejected(f"invalid path ({_first_line(err)})") from err
-    if stat.S_ISDIR(info.st_mode):
+    if kind == "directory":
         raise DicomRejected("is a directory, not a file")
-    if not stat.S_ISREG(info.st_mode):
+    if kind != "file":
         raise DicomRejected("not a regular file")
-    if info.st_size == 0:
+    if size == 0:
         raise DicomRejected("empty file")
     limit = 4 * max_pixels + _HEADER_SLACK
-    if info.st_size > limit:
+    if size > limit:
         raise DicomRejected(
-            f"file of {info.st_size >> 20} MiB exceeds the {limit >> 20} MiB "
+            f"file of {size >> 20} MiB exceeds the {limit >> 20} MiB "
             f"an image of at most {max_pixels / 1e6:g} MP needs"
         )
     try:
-        _check_deflated(path, 2 * max_pixels + _HEADER_SLACK)
-        with open(path, "rb") as f:
-            return pydicom.dcmread(_ClampedFile(f, info.st_size))
+        with fileio.open_file(path, "rb") as raw:
+            f = _ClampedFile(raw, size)
+            _check_deflated(f, 2 * max_pixels + _HEADER_SLACK)
+            f.seek(0)
+            return pydicom.dcmread(f)
     except DicomRejected:
         raise
     except InvalidDicomError as err:
@@ -272,7 +277,8 @@ def read_mammogram(
     """Reads a single-frame monochrome DICOM image.
 
     Args:
-        path: the file.
+        path: the file: a local path, or a URL such as ``gs://bucket/1-1.dcm``
+            (read through :mod:`morphhr_tf.data.fileio`).
         modalities: accepted Modality values (``("MG",)`` by default; pass
             ``("CR", "DX")`` for chest X-rays, or ``None`` to accept any).
         max_pixels: the largest Rows x Columns accepted, checked before the
@@ -290,6 +296,8 @@ def read_mammogram(
         DicomRejected: the file is unreadable or not a single-frame monochrome
             2-D image; the message is a one-line reason.
         ValueError: for invalid arguments.
+        MissingFilesystem: a URL whose protocol's package (``gcsfs`` for
+            ``gs://``) is not installed (an ``ImportError``).
 
     Example:
         >>> image, meta = read_mammogram("1-1.dcm")  # doctest: +SKIP

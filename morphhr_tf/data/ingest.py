@@ -28,7 +28,6 @@ The salt of the patient keys comes from ``$MORPHHR_SALT`` (see
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
 import sys
@@ -40,6 +39,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from morphhr_tf import runtime
+from morphhr_tf.data import fileio
 from morphhr_tf.data.dicom_reader import DEFAULT_MAX_PIXELS, DEFAULT_MODALITIES
 from morphhr_tf.data.ingest_cli import main, run_with_progress
 from morphhr_tf.data.ingest_transform import (
@@ -51,7 +51,6 @@ from morphhr_tf.data.ingest_transform import (
     IngestExamples,
     IngestSplits,
     load_counts,
-    read_json_lines,
     save_counts,
     write_summary,
 )
@@ -62,11 +61,11 @@ from morphhr_tf.data.redaction import (
     REJECT_COLUMNS,
     REJECTS_FILE,
     RedactRejects,
+    WriteRejectFiles,
     check_private_dir,
     image_keys_of,
     redact_path,
     redact_reject,
-    write_reject_files,
     write_rejects,
 )
 from morphhr_tf.data.splits import SPLITS, check_fractions
@@ -93,7 +92,6 @@ __all__ = [
 ]
 
 _WORK_DIR = ".ingest_tmp"
-_REJECT_ROWS = "rejects.jsonl"
 
 
 def _clear_outputs(out_dir: str) -> None:
@@ -117,21 +115,19 @@ def _fill_empty_splits(out_dir: str) -> None:
                 pass  # an empty split is an empty TFRecord file
 
 
-def _write_outputs(outputs: dict[str, Any], out_dir: str, work: str) -> None:
+def _write_outputs(
+    outputs: dict[str, Any], out_dir: str, work: str, private_dir: str | None
+) -> None:
     """The writes of :func:`run_ingest`'s pipeline: the splits as TFRecords,
-    the reject rows and the counts as JSON lines in ``work``."""
+    the reject files (as the ExampleGen writes them) and the counts in
+    ``work``."""
     for split in SPLITS:
         outputs[EXAMPLES][split] | f"Write{split}" >> beam.io.WriteToTFRecord(
             os.path.join(out_dir, f"Split-{split}", "data"),
             file_name_suffix=".gz",
             compression_type=CompressionTypes.GZIP,
         )
-    (
-        outputs[REJECTS]
-        | "RejectJson" >> beam.Map(json.dumps)
-        | "WriteRejects"
-        >> beam.io.WriteToText(os.path.join(work, _REJECT_ROWS), shard_name_template="")
-    )
+    _ = outputs[REJECTS] | "WriteRejects" >> WriteRejectFiles(out_dir, private_dir)
     save_counts(outputs, work)
 
 
@@ -176,9 +172,9 @@ def run_ingest(
 
     Returns:
         The summary written to ``summary.json`` (see
-        :meth:`IngestSplits.summarize`; ``rejected`` counts the rejected
-        images, not the listing problems). ``ingested + rejected == records``
-        always.
+        :meth:`IngestSplits.summarize`; ``rejected`` is the row count of
+        ``rejects.csv``, rejected images plus listing problems).
+        ``ingested + rejected_images == records`` always.
 
     Raises:
         ValueError: for invalid arguments (``private_dir`` inside ``out_dir``
@@ -190,7 +186,7 @@ def run_ingest(
     out_dir = os.path.abspath(os.fspath(out_dir))
     if private_dir is not None:
         private_dir = check_private_dir(private_dir, out_dir)
-    root = os.path.abspath(os.fspath(root))
+    root = fileio.abspath(root)
     listing = load_source(source, root, **(source_kwargs or {}))
     os.makedirs(out_dir, exist_ok=True)
     _clear_outputs(out_dir)
@@ -212,23 +208,21 @@ def run_ingest(
             max_pixels=max_pixels,
             progress_dir=progress_dir,
         ),
-        base=os.path.dirname(root) if os.path.isfile(root) else root,
+        base=fileio.dirname(root) if fileio.isfile(root) else root,
     )
     pipeline = beam.Pipeline(
         options=PipelineOptions(runtime.beam_pipeline_args(num_workers))
     )
-    _write_outputs(pipeline | "Ingest" >> ingest, out_dir, work)
+    if private_dir is not None:
+        os.makedirs(private_dir, exist_ok=True)
+    _write_outputs(pipeline | "Ingest" >> ingest, out_dir, work, private_dir)
     run_with_progress(pipeline, progress_dir, len(listing.records), progress)
 
-    rows = sorted(read_json_lines(os.path.join(work, _REJECT_ROWS)))
     counts = load_counts(work)
     shutil.rmtree(work, ignore_errors=True)
     _fill_empty_splits(out_dir)
     summary = ingest.summarize(
         counts, source=source, num_workers=num_workers, start=start
-    )
-    write_reject_files(
-        out_dir, [(public, hidden) for _, public, hidden in rows], private_dir
     )
     write_summary(out_dir, summary)
     return summary

@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         "--source", required=True, choices=("cbis_ddsm", "csv", "rsna", "vindr")
     )
     parser.add_argument(
-        "--root", required=True, help="data set folder (manifest for csv)"
+        "--root",
+        required=True,
+        help="data set folder (manifest for csv); a local path or a URL such as gs://bucket/cbis (needs that filesystem's fsspec package, e.g. gcsfs)",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(

@@ -1,6 +1,8 @@
 """Data set adapters: a data set on disk -> a list of image records.
 
-Use :func:`load_source`; each adapter is also importable on its own.
+Use :func:`load_source`; each adapter is also importable on its own. Every
+adapter reads through :mod:`morphhr_tf.data.fileio`: a root may be a local
+folder or a URL (``gs://bucket/cbis``), and the records' paths are then URLs.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.adapters.listing import SourceListing
 
 SOURCES = ("cbis_ddsm", "csv", "rsna", "vindr")
@@ -19,7 +22,8 @@ def load_source(source: str, root: str | os.PathLike, **kwargs: Any) -> SourceLi
     Args:
         source: ``cbis_ddsm``, ``csv`` (``root`` is then the manifest file),
             ``rsna`` or ``vindr``.
-        root: the data set's folder (or the manifest for ``csv``).
+        root: the data set's folder (or the manifest for ``csv``): a local
+            path or a URL.
         **kwargs: passed to the adapter (e.g. ``images_dir`` for ``csv``,
             ``positive_birads`` for ``vindr``).
 
@@ -28,11 +32,13 @@ def load_source(source: str, root: str | os.PathLike, **kwargs: Any) -> SourceLi
 
     Raises:
         ValueError: for an unknown source or a root that does not exist.
+        MissingFilesystem: a URL root whose protocol's package (``gcsfs``
+            for ``gs://``) is not installed (an ``ImportError``).
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}. Received: {source!r}")
     root = os.fspath(root)
-    if not os.path.exists(root):
+    if not fileio.exists(root):
         raise ValueError(f"root does not exist. Received: root={root!r}")
     if source == "cbis_ddsm":
         from morphhr_tf.data.adapters.cbis_ddsm import cbis_ddsm

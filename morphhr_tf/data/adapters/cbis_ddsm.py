@@ -16,16 +16,19 @@ images (nor reported as unlisted files). Rows of the mass and calc CSVs are
 merged per image (patient, breast, view): label = 1 if any row is MALIGNANT.
 A patient listed under both Training and Test keeps the official Test split
 for every image (no patient in two splits).
+
+The root may be a local folder or a URL (``gs://bucket/cbis``): every file is
+listed and opened through :mod:`morphhr_tf.data.fileio`.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.adapters.listing import SourceListing
 from morphhr_tf.data.records import ImageRecord
 
@@ -40,9 +43,9 @@ PATHOLOGIES = ("MALIGNANT", "BENIGN", "BENIGN_WITHOUT_CALLBACK")
 
 def _walk(root: str) -> tuple[list[str], list[str], list[str]]:
     descriptions, metadata, dicoms = [], [], []
-    for dirpath, _dirs, files in os.walk(root, followlinks=False):
+    for dirpath, _dirs, files in fileio.walk(root):
         for name in files:
-            path = os.path.abspath(os.path.join(dirpath, name))
+            path = fileio.abspath(fileio.join(dirpath, name))
             if CSV_RE.match(name):
                 descriptions.append(path)
             elif name.lower() == "metadata.csv":
@@ -54,7 +57,7 @@ def _walk(root: str) -> tuple[list[str], list[str], list[str]]:
 
 def _case_folder(path: str, root: str) -> tuple[str, bool] | None:
     """The nearest CBIS case folder above ``path``: (name, is_full_image)."""
-    parts = os.path.relpath(path, root).split(os.sep)[:-1]
+    parts = fileio.parts(path, root)[:-1]
     for part in reversed(parts):
         match = CASE_RE.match(part)
         if match:
@@ -66,8 +69,8 @@ def _read_metadata(paths: list[str]) -> dict[str, tuple[str, str]]:
     """Series UID -> (absolute series folder, series description)."""
     series: dict[str, tuple[str, str]] = {}
     for path in paths:
-        base = os.path.dirname(path)
-        with open(path, newline="", encoding="utf-8-sig") as f:
+        base = fileio.dirname(path)
+        with fileio.open_file(path, "r", newline="", encoding="utf-8-sig") as f:
             for row in csv.DictReader(f):
                 row = {str(k).strip(): (v or "").strip() for k, v in row.items() if k}
                 uid = row.get("Series UID", "")
@@ -76,7 +79,7 @@ def _read_metadata(paths: list[str]) -> dict[str, tuple[str, str]]:
                     continue
                 rel = location.replace("\\", "/")
                 rel = rel[2:] if rel.startswith("./") else rel.lstrip("/")
-                folder = os.path.normpath(os.path.join(base, *rel.split("/")))
+                folder = fileio.normpath(fileio.join(base, *rel.split("/")))
                 series[uid] = (folder, row.get("Series Description", ""))
     return series
 
@@ -85,9 +88,10 @@ def _series_uid_of(path: str) -> str:
     import pydicom
 
     try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
-        )
+        with fileio.open_file(path, "rb") as f:
+            ds = pydicom.dcmread(
+                f, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]
+            )
         return str(ds.get("SeriesInstanceUID", ""))
     except Exception:
         return ""
@@ -122,7 +126,7 @@ def _index_dicoms(dicoms: list[str], root: str) -> _Disk:
     """Sorts the DICOM files by directory and by CBIS case folder."""
     disk = _Disk()
     for path in dicoms:
-        disk.by_dir[os.path.dirname(path)].append(path)
+        disk.by_dir[fileio.dirname(path)].append(path)
         case = _case_folder(path, root)
         if case is None:
             disk.other_files.append(path)
@@ -183,7 +187,7 @@ class _Resolver:
         if not candidates:
             return None, f"no case folder {folder} (or no .dcm in it) on disk"
         if uid:
-            named = [c for c in candidates if uid in c.split(os.sep)]
+            named = [c for c in candidates if uid in fileio.parts(c)]
             if len(named) == 1:
                 return named[0], ""
             tagged = [c for c in candidates if self._series_uid(c) == uid]
@@ -268,9 +272,9 @@ def _read_descriptions(descriptions: list[str], resolve: _Resolver) -> _Descript
     """Reads every case-description CSV, resolving each row's image file."""
     read = _Descriptions()
     for csv_file in descriptions:
-        csv_name = os.path.basename(csv_file)
+        csv_name = fileio.basename(csv_file)
         file_split = "test" if "_test_" in csv_name.lower() else "train"
-        with open(csv_file, newline="", encoding="utf-8-sig") as f:
+        with fileio.open_file(csv_file, "r", newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             for line, raw in enumerate(reader, start=2):
                 row = _parse_row(_norm(raw), csv_name)
@@ -333,8 +337,9 @@ def cbis_ddsm(root: str, *, use_metadata: bool = True) -> SourceListing:
     """Lists CBIS-DDSM's full mammograms under ``root``.
 
     Args:
-        root: the download folder: the four case-description CSVs and the
-            DICOM tree in any of the layouts in DATASETS.md, anywhere below.
+        root: the download folder (a local path or a URL): the four
+            case-description CSVs and the DICOM tree in any of the layouts in
+            DATASETS.md, anywhere below.
         use_metadata: resolve through ``metadata.csv`` when one is present.
 
     Returns:
@@ -344,7 +349,7 @@ def cbis_ddsm(root: str, *, use_metadata: bool = True) -> SourceListing:
     Raises:
         ValueError: when no case-description CSV is found.
     """
-    root = os.path.abspath(os.fspath(root))
+    root = fileio.abspath(root)
     descriptions, metadata_files, dicoms = _walk(root)
     if not descriptions:
         raise ValueError(

@@ -3,7 +3,7 @@
 Columns: ``path`` and ``label`` (0/1) are required; ``patient_id``, ``view``,
 ``laterality``, ``density``, ``split`` (train/test/eval or empty),
 ``abnormality`` and ``image_id`` are optional. Relative paths are relative to
-the manifest's folder. A row without ``patient_id`` is its own patient (its
+the manifest's folder (a URL manifest's too); a row may also give a URL. A row without ``patient_id`` is its own patient (its
 path stands in), which cannot prevent leakage between images of one person:
 give patient ids whenever the data has them.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import os
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.adapters.listing import (
     SourceListing,
     find_files,
@@ -49,12 +50,12 @@ def csv_manifest(
     Raises:
         ValueError: when the manifest lacks the ``path`` or ``label`` column.
     """
-    path = os.path.abspath(os.fspath(path))
-    base = os.path.dirname(path)
+    path = fileio.abspath(path)
+    base = fileio.dirname(path)
     records: list[ImageRecord] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with fileio.open_file(path, "r", newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         columns = {str(c).strip().lower() for c in reader.fieldnames or []}
         if not {"path", "label"} <= columns:
@@ -62,7 +63,7 @@ def csv_manifest(
                 "a manifest needs 'path' and 'label' columns. "
                 f"Received columns: {sorted(columns)}"
             )
-        name = os.path.basename(path)
+        name = fileio.basename(path)
         for line, raw in enumerate(reader, start=2):
             row = normalize_row(raw)
             where = f"{name} line {line}"
@@ -70,14 +71,14 @@ def csv_manifest(
             if not rel:
                 problems.append((where, "empty path"))
                 continue
-            file_path = os.path.normpath(os.path.join(base, rel))
+            file_path = fileio.normpath(fileio.join(base, rel))
             label = parse_label(row.get("label", ""))
             if label is None:
                 problems.append(
                     (f"{where}: {rel}", f"label {row.get('label')!r} is not 0 or 1")
                 )
                 continue
-            if not os.path.isfile(file_path):
+            if not fileio.isfile(file_path):
                 problems.append((f"{where}: {rel}", "file not found"))
                 continue
             if file_path in seen:

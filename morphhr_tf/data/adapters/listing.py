@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.records import ImageRecord
 
 
@@ -44,12 +44,13 @@ def parse_label(value: object) -> int | None:
 def find_files(root: str, suffixes: tuple[str, ...]) -> list[str]:
     """Every regular file under ``root`` whose name ends with one of ``suffixes``.
 
-    Does not follow directory symlinks (no loops); sorted absolute paths.
+    Does not follow directory symlinks (no loops); sorted absolute paths
+    (URLs under a URL ``root``).
     """
     found = []
     lower = tuple(s.lower() for s in suffixes)
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, _dirnames, filenames in fileio.walk(root):
         for name in filenames:
             if name.lower().endswith(lower):
-                found.append(os.path.abspath(os.path.join(dirpath, name)))
+                found.append(fileio.abspath(fileio.join(dirpath, name)))
     return sorted(found)

@@ -6,8 +6,8 @@ Label: the ``cancer`` column. No official split (all records have split '').
 from __future__ import annotations
 
 import csv
-import os
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.adapters.listing import (
     SourceListing,
     find_files,
@@ -25,7 +25,7 @@ def rsna(
     """Lists the RSNA screening mammograms under ``root``.
 
     Args:
-        root: the competition folder.
+        root: the competition folder (a local path or a URL).
         csv_name: the labels file (``train.csv``).
         images_dir: the image folder, relative to ``root``.
 
@@ -36,13 +36,13 @@ def rsna(
     Raises:
         ValueError: when the CSV is missing.
     """
-    root = os.path.abspath(os.fspath(root))
-    csv_path = os.path.join(root, csv_name)
-    if not os.path.isfile(csv_path):
+    root = fileio.abspath(root)
+    csv_path = fileio.join(root, csv_name)
+    if not fileio.isfile(csv_path):
         raise ValueError(f"RSNA labels file not found: {csv_path!r}")
-    image_root = os.path.join(root, images_dir)
+    image_root = fileio.join(root, images_dir)
     records, problems, seen = [], [], set()
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with fileio.open_file(csv_path, "r", newline="", encoding="utf-8-sig") as f:
         for line, raw in enumerate(csv.DictReader(f), start=2):
             row = normalize_row(raw)
             pid, iid = row.get("patient_id", ""), row.get("image_id", "")
@@ -50,12 +50,12 @@ def rsna(
             if not pid or not iid:
                 problems.append((where, "row lacks patient_id or image_id"))
                 continue
-            path = os.path.join(image_root, pid, f"{iid}.dcm")
+            path = fileio.join(image_root, pid, f"{iid}.dcm")
             label = parse_label(row.get("cancer", ""))
             if label is None:
                 problems.append((f"{where}: {pid}/{iid}", "cancer is not 0 or 1"))
                 continue
-            if not os.path.isfile(path):
+            if not fileio.isfile(path):
                 problems.append((f"{where}: {pid}/{iid}", "file not found"))
                 continue
             seen.add(path)
@@ -73,7 +73,7 @@ def rsna(
                     image_id=iid,
                 )
             )
-    if os.path.isdir(image_root):
+    if fileio.isdir(image_root):
         for orphan in find_files(image_root, (".dcm",)):
             if orphan not in seen:
                 problems.append((orphan, f"image file that no {csv_name} row lists"))

@@ -9,9 +9,9 @@ publishes no patient id; one study per patient). The ``split`` column
 from __future__ import annotations
 
 import csv
-import os
 import re
 
+from morphhr_tf.data import fileio
 from morphhr_tf.data.adapters.listing import SourceListing, find_files, normalize_row
 from morphhr_tf.data.records import (
     ImageRecord,
@@ -28,7 +28,7 @@ def vindr(root: str, *, positive_birads: int = 4) -> SourceListing:
     """Lists the VinDr-Mammo images under ``root``.
 
     Args:
-        root: the data set folder.
+        root: the data set folder (a local path or a URL).
         positive_birads: BI-RADS category from which an image is positive.
 
     Returns:
@@ -42,13 +42,13 @@ def vindr(root: str, *, positive_birads: int = 4) -> SourceListing:
         raise ValueError(
             f"positive_birads must lie in 1-6. Received: {positive_birads}"
         )
-    root = os.path.abspath(os.fspath(root))
-    csv_path = os.path.join(root, CSV_NAME)
-    if not os.path.isfile(csv_path):
+    root = fileio.abspath(root)
+    csv_path = fileio.join(root, CSV_NAME)
+    if not fileio.isfile(csv_path):
         raise ValueError(f"VinDr annotations not found: {csv_path!r}")
-    image_root = os.path.join(root, "images")
+    image_root = fileio.join(root, "images")
     records, problems, seen = [], [], set()
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+    with fileio.open_file(csv_path, "r", newline="", encoding="utf-8-sig") as f:
         for line, raw in enumerate(csv.DictReader(f), start=2):
             row = normalize_row(raw)
             study, iid = row.get("study_id", ""), row.get("image_id", "")
@@ -61,8 +61,8 @@ def vindr(root: str, *, positive_birads: int = 4) -> SourceListing:
                 problems.append((f"{where}: {study}/{iid}", "no BI-RADS category"))
                 continue
             birads = int(digits[0])
-            path = os.path.join(image_root, study, f"{iid}.dicom")
-            if not os.path.isfile(path):
+            path = fileio.join(image_root, study, f"{iid}.dicom")
+            if not fileio.isfile(path):
                 problems.append((f"{where}: {study}/{iid}", "file not found"))
                 continue
             seen.add(path)
@@ -83,7 +83,7 @@ def vindr(root: str, *, positive_birads: int = 4) -> SourceListing:
                     image_id=iid,
                 )
             )
-    if os.path.isdir(image_root):
+    if fileio.isdir(image_root):
         for orphan in find_files(image_root, (".dicom", ".dcm")):
             if orphan not in seen:
                 problems.append((orphan, f"image file that no {CSV_NAME} row lists"))
