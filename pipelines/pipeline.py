@@ -148,6 +148,68 @@ class ComponentResources:
         return spec
 
 
+def _custom_config(training_config: TrainingConfig | dict | None) -> dict:
+    """The Trainer's ``custom_config``, validated (raises ``ValueError``)."""
+    if isinstance(training_config, TrainingConfig):
+        return training_config.to_custom_config()
+    custom_config = dict(training_config or {})
+    TrainingConfig.from_custom_config(custom_config)  # raises if invalid
+    return custom_config
+
+
+def _training(
+    example_gen, custom_config: dict, *, train_steps: int, eval_steps: int,
+    warm_start: bool,
+) -> list[Any]:  # fmt: skip
+    """The Trainer, after the warm-start Resolver when ``warm_start``."""
+    components: list[Any] = []
+    trainer_kwargs: dict[str, Any] = {}
+    if warm_start:
+        latest_model = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+            model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        ).with_id(WARM_START_RESOLVER)
+        components.append(latest_model)
+        trainer_kwargs["base_model"] = latest_model.outputs["model"]
+        custom_config = dict(custom_config, pretrained="base_model")
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=example_gen.outputs["examples"],
+        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
+        custom_config=custom_config,
+        **trainer_kwargs,
+    ).with_id(TRAINER)
+    return [*components, trainer]
+
+
+def _evaluation_and_push(
+    example_gen, trainer, eval_config, serving_model_dir: str
+) -> list[Any]:
+    """The baseline Resolver, the Evaluator and the Pusher."""
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER)
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=eval_config,
+    ).with_id(EVALUATOR)
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=serving_model_dir
+            )
+        ),
+    ).with_id(PUSHER)
+    return [baseline, evaluator, pusher]
+
+
 def create_pipeline(
     *,
     pipeline_name: str,
@@ -234,57 +296,20 @@ def create_pipeline(
         example_gen = example_gen.with_beam_pipeline_args(ingest_beam_args)
     components: list[Any] = [example_gen]
 
-    if isinstance(training_config, TrainingConfig):
-        custom_config = training_config.to_custom_config()
-    else:
-        custom_config = dict(training_config or {})
-        TrainingConfig.from_custom_config(custom_config)  # raises if invalid
-    trainer_kwargs: dict[str, Any] = {}
-    if warm_start:
-        latest_model = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
-            model=tfx.dsl.Channel(type=standard_artifacts.Model),
-        ).with_id(WARM_START_RESOLVER)
-        components.append(latest_model)
-        trainer_kwargs["base_model"] = latest_model.outputs["model"]
-        custom_config["pretrained"] = "base_model"
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=example_gen.outputs["examples"],
-        train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=train_steps),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"], num_steps=eval_steps),
-        custom_config=custom_config,
-        **trainer_kwargs,
-    ).with_id(TRAINER)
-    components.append(trainer)
-
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER)
-    components.append(baseline)
-
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
-        eval_config=make_eval_config(
-            auc_lower_bound, max_auc_regression=max_auc_regression
-        ),
-    ).with_id(EVALUATOR)
-    components.append(evaluator)
-
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=serving_model_dir
-            )
-        ),
-    ).with_id(PUSHER)
-    components.append(pusher)
+    components += _training(
+        example_gen,
+        _custom_config(training_config),
+        train_steps=train_steps,
+        eval_steps=eval_steps,
+        warm_start=warm_start,
+    )
+    trainer = components[-1]
+    components += _evaluation_and_push(
+        example_gen,
+        trainer,
+        make_eval_config(auc_lower_bound, max_auc_regression=max_auc_regression),
+        serving_model_dir,
+    )
 
     for component in components:
         if component.id in resources:

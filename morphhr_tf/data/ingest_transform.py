@@ -306,7 +306,6 @@ class IngestSplits(beam.PTransform):
         source: str,
         num_workers: int,
         start: float,
-        listing_rejected: bool = False,
     ) -> dict[str, Any]:
         """The ``summary.json`` of a finished run of this transform.
 
@@ -315,13 +314,11 @@ class IngestSplits(beam.PTransform):
             source: the adapter name.
             num_workers: the Beam worker processes.
             start: ``time.perf_counter()`` when the run began.
-            listing_rejected: whether ``rejected`` counts the listing
-                problems too (the ExampleGen: ``rejected`` is the row count
-                of ``rejects.csv``) or only the rejected images (the CLI).
 
         Returns:
             ``source``, ``records`` (= ``listed``), ``ingested``,
-            ``rejected``, ``rejected_images``, ``listing_problems``,
+            ``rejected`` (the rows of ``rejects.csv``: ``rejected_images +
+            listing_problems``), ``rejected_images``, ``listing_problems``,
             ``per_split``, ``per_label``, ``per_split_label``, the settings
             (``image_size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
             ``num_workers``, ``salt``: where the salt came from, never its
@@ -346,7 +343,7 @@ class IngestSplits(beam.PTransform):
             "records": records,
             "listed": records,
             "ingested": ingested,
-            "rejected": rejected + (problems if listing_rejected else 0),
+            "rejected": rejected + problems,
             "rejected_images": rejected,
             "listing_problems": problems,
             "per_split": per_split,

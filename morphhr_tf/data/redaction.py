@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import os
 import re
 import sys
@@ -340,17 +341,66 @@ def write_reject_files(
         private_dir: the folder of ``rejects_private.csv`` (``None``: not
             written).
     """
-    public, hidden = io.StringIO(), io.StringIO()
-    writer, private_writer = csv.writer(public), csv.writer(hidden)
-    writer.writerow(REJECT_COLUMNS)
-    private_writer.writerow(PRIVATE_REJECT_COLUMNS)
+    public, hidden = [csv_line(REJECT_COLUMNS)], [csv_line(PRIVATE_REJECT_COLUMNS)]
     for shown, full in rows:
-        writer.writerow(shown)
-        private_writer.writerow(full)
-    write_text(os.path.join(out_dir, REJECTS_FILE), public.getvalue())
+        public.append(csv_line(shown))
+        hidden.append(csv_line(full))
+    write_text(os.path.join(out_dir, REJECTS_FILE), "\n".join(public) + "\n")
     if private_dir is not None:
         os.makedirs(private_dir, exist_ok=True)
-        write_text(os.path.join(private_dir, PRIVATE_REJECTS_FILE), hidden.getvalue())
+        write_text(
+            os.path.join(private_dir, PRIVATE_REJECTS_FILE), "\n".join(hidden) + "\n"
+        )
+
+
+def csv_line(row: Sequence[Any]) -> str:
+    """One CSV line of ``row``, without its line ending (the reject files'
+    format, whichever writer writes them)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([str(v) for v in row])
+    return buf.getvalue()
+
+
+class WriteRejectFiles(beam.PTransform):
+    """Writes ``IngestSplits``' reject rows in a pipeline: ``rejects.csv`` in
+    ``rejects_dir`` and, when ``private_dir`` is set (checked and created by
+    the caller), ``rejects_private.csv`` there; each file's lines sorted, so
+    the files do not depend on the runner or the worker count.
+
+    Args:
+        rejects_dir: the folder of ``rejects.csv`` (an artifact folder, or
+            the CLI's output folder; any Beam filesystem).
+        private_dir: the folder of ``rejects_private.csv`` (``None``: not
+            written).
+    """
+
+    def __init__(self, rejects_dir: str, private_dir: str | None = None, label=None):
+        super().__init__(label)
+        self.rejects_dir = rejects_dir
+        self.private_dir = private_dir
+
+    def expand(self, rows):
+        targets = [(1, self.rejects_dir, REJECTS_FILE, REJECT_COLUMNS)]
+        if self.private_dir:
+            targets.append(
+                (2, self.private_dir, PRIVATE_REJECTS_FILE, PRIVATE_REJECT_COLUMNS)
+            )
+        written = {}
+        for index, folder, name, columns in targets:
+            written[name] = (
+                rows
+                | f"Rows[{name}]" >> beam.Map(operator.itemgetter(index))
+                | f"Lines[{name}]" >> beam.Map(csv_line)
+                | f"Gather[{name}]" >> beam.combiners.ToList()
+                | f"Sort[{name}]" >> beam.FlatMap(sorted)
+                | f"Write[{name}]"
+                >> beam.io.WriteToText(
+                    os.path.join(folder, name),
+                    shard_name_template="",
+                    header=",".join(columns),
+                )
+            )
+        return written
 
 
 def write_text(path: str, text: str) -> None:

@@ -85,6 +85,76 @@ def _trunk_op(morph: TrunkMorph) -> Callable[[keras.Model], keras.Model]:
     )
 
 
+def _base_input(base: keras.Model):
+    """``(input tensor, S, C)`` of a base with one static square image input."""
+    if len(base.inputs) != 1 or len(base.inputs[0].shape) != 4:
+        raise ValueError(
+            "build_morphhr needs a base model with one (S, S, C) image input. "
+            f"Received: inputs {[tuple(t.shape) for t in base.inputs]}."
+        )
+    image = base.inputs[0]
+    side, side_w, channels = image.shape[1:]
+    if side is None or side != side_w or channels is None:
+        raise ValueError(
+            "build_morphhr needs a square base input with static size and "
+            f"channels. Received: input shape {tuple(image.shape)}."
+        )
+    return image, side, channels
+
+
+def _front(
+    x,
+    front_channels: int,
+    front_blocks: int,
+    activation: str,
+    front_batch_norm: bool,
+    rng: np.random.Generator,
+):
+    """The full-resolution front blocks on `x`: ``(output, {layer: weights})``.
+
+    Each block starts as the identity: a 3x3 conv with an identity kernel on
+    the input's channels (the first block's extra channels drawn He-normal),
+    an identity batch norm if asked for, and a P-activation at 0.
+    """
+    channels = in_channels = int(x.shape[-1])
+    weights = {}
+    for i in range(front_blocks):
+        name = f"{FRONT_PREFIX}{i}"
+        conv = keras.layers.Conv2D(
+            front_channels,
+            3,
+            padding="same",
+            use_bias=not front_batch_norm,
+            name=f"{name}_conv",
+        )
+        x = conv(x)
+        if i == 0:
+            kernel = rng.normal(
+                0.0,
+                np.sqrt(2.0 / (9 * in_channels)),
+                (3, 3, in_channels, front_channels),
+            ).astype(np.float32)
+            kernel[:, :, :, :channels] = weight_maps.identity_conv_kernel(
+                (3, 3), channels
+            )
+        else:
+            kernel = weight_maps.identity_conv_kernel((3, 3), front_channels)
+        weights[conv.name] = [kernel] + (
+            [] if front_batch_norm else [np.zeros(front_channels, np.float32)]
+        )
+        if front_batch_norm:
+            bn = keras.layers.BatchNormalization(name=f"{name}_bn")
+            x = bn(x)
+            weights[bn.name] = weight_maps.identity_batch_norm(
+                front_channels, bn.epsilon
+            )
+        act = PActivation(activation, name=f"{name}_act")
+        x = act(x)
+        weights[act.name] = [np.zeros((), np.float32)]
+        in_channels = front_channels
+    return x, weights
+
+
 def build_morphhr(
     base: keras.Model,
     resolution: int,
@@ -161,19 +231,7 @@ def build_morphhr(
     >>> tuple(model.input.shape)
     (None, 64, 64, 1)
     """
-    graph = Graph(base)
-    if len(base.inputs) != 1 or len(base.inputs[0].shape) != 4:
-        raise ValueError(
-            "build_morphhr needs a base model with one (S, S, C) image input. "
-            f"Received: inputs {[tuple(t.shape) for t in base.inputs]}."
-        )
-    image = base.inputs[0]
-    side, side_w, channels = image.shape[1:]
-    if side is None or side != side_w or channels is None:
-        raise ValueError(
-            "build_morphhr needs a square base input with static size and "
-            f"channels. Received: input shape {tuple(image.shape)}."
-        )
+    image, side, channels = _base_input(base)
     resolution = _positive_int(resolution, "resolution")
     if resolution % side:
         raise ValueError(
@@ -189,7 +247,7 @@ def build_morphhr(
             f"Received: detail_branch={detail_branch!r}"
         )
     ops = [_trunk_op(m) for m in trunk_morphs]
-    clashes = [c.name for c in graph.calls if c.name.startswith(MORPHHR_PREFIX)]
+    clashes = [c.name for c in Graph(base).calls if c.name.startswith(MORPHHR_PREFIX)]
     if clashes:
         raise ValueError(
             f"The base model already has layers named with {MORPHHR_PREFIX!r}: "
@@ -199,58 +257,29 @@ def build_morphhr(
     trunk = base
     for op in ops:
         trunk = op(trunk)
-    trunk_graph = Graph(trunk)
-    k = resolution // side
-    rng = np.random.default_rng(seed)
     inputs = keras.Input(
         shape=(resolution, resolution, channels),
         dtype=image.dtype,
         name=input_name(image),
     )
-    x, weights, in_channels = inputs, {}, channels
-    for i in range(front_blocks):
-        name = f"{FRONT_PREFIX}{i}"
-        conv = keras.layers.Conv2D(
-            front_channels,
-            3,
-            padding="same",
-            use_bias=not front_batch_norm,
-            name=f"{name}_conv",
-        )
-        x = conv(x)
-        if i == 0:
-            kernel = rng.normal(
-                0.0,
-                np.sqrt(2.0 / (9 * in_channels)),
-                (3, 3, in_channels, front_channels),
-            ).astype(np.float32)
-            kernel[:, :, :, :channels] = weight_maps.identity_conv_kernel(
-                (3, 3), channels
-            )
-        else:
-            kernel = weight_maps.identity_conv_kernel((3, 3), front_channels)
-        weights[conv.name] = [kernel] + (
-            [] if front_batch_norm else [np.zeros(front_channels, np.float32)]
-        )
-        if front_batch_norm:
-            bn = keras.layers.BatchNormalization(name=f"{name}_bn")
-            x = bn(x)
-            weights[bn.name] = weight_maps.identity_batch_norm(
-                front_channels, bn.epsilon
-            )
-        act = PActivation(activation, name=f"{name}_act")
-        x = act(x)
-        weights[act.name] = [np.zeros((), np.float32)]
-        in_channels = front_channels
+    x, weights = _front(
+        inputs,
+        front_channels,
+        front_blocks,
+        activation,
+        front_batch_norm,
+        np.random.default_rng(seed),
+    )
+    k = resolution // side
     down = keras.layers.Conv2D(
         channels, k, strides=k, padding="valid", name=DOWNSAMPLER_NAME
     )
-    x = down(x)
     weights[down.name] = [
-        weight_maps.average_pool_kernel(k, in_channels, channels),
+        weight_maps.average_pool_kernel(k, int(x.shape[-1]), channels),
         np.zeros(channels, np.float32),
     ]
-    outputs = replay(trunk_graph, [x])
+    x = down(x)
+    outputs = replay(Graph(trunk), [x])
     model = keras.Model(inputs, outputs, name=f"morphhr_{base.name}")
     copy_weights(model, [trunk], weights)
     if detail_branch is not None:

@@ -20,7 +20,7 @@ from morphhr_tf.serving.signatures import (
     PNG_INPUT,
     PREDICT_PNG,
     SERVING_DEFAULT,
-    SIGNATURE_NAMES,
+    check_signature_name,
 )
 
 
@@ -49,10 +49,7 @@ def predict_request(
         ValueError: for an unknown signature.
         morphhr_tf.data.DicomRejected: for a file ingestion would reject.
     """
-    if signature not in SIGNATURE_NAMES:
-        raise ValueError(
-            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
-        )
+    check_signature_name(signature)
     pixels = preprocess.preprocess_dicom(
         dicom_path, image_size=image_size, resize_mode=resize_mode
     )
@@ -78,10 +75,7 @@ def pixels_request(
             Serving's warm-up requests do).
         version: a model version; ``None`` lets the server pick the latest.
     """
-    if signature not in SIGNATURE_NAMES:
-        raise ValueError(
-            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
-        )
+    check_signature_name(signature)
     request = predict_pb2.PredictRequest()
     if model_name:
         request.model_spec.name = model_name

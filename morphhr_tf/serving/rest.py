@@ -19,7 +19,7 @@ from morphhr_tf.serving.signatures import (
     PNG_INPUT,
     PREDICT_PNG,
     SERVING_DEFAULT,
-    SIGNATURE_NAMES,
+    check_signature_name,
 )
 
 
@@ -57,10 +57,7 @@ def rest_request(
     >>> body = rest_request("1-1.dcm", image_size=896)
     >>> requests.post(".../v1/models/morphhr:predict", json=body)
     """
-    if signature not in SIGNATURE_NAMES:
-        raise ValueError(
-            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
-        )
+    check_signature_name(signature)
     pixels = preprocess.preprocess_dicom(
         dicom_path, image_size=image_size, resize_mode=resize_mode
     )

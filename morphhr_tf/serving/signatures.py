@@ -56,6 +56,15 @@ MAX_PNG_PIXELS = 1 << 26
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def check_signature_name(signature: str) -> None:
+    """Raises ``ValueError`` unless ``signature`` is one of :data:`SIGNATURE_NAMES`
+    (client request builders check it before any file is read)."""
+    if signature not in SIGNATURE_NAMES:
+        raise ValueError(
+            f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
+        )
+
+
 def check_images(images: tf.Tensor, name: str = IMAGES_INPUT) -> tf.Tensor:
     """Float images [N, H, W, 1] -> the same, or ``InvalidArgument``.
 

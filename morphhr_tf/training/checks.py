@@ -30,12 +30,14 @@ def predict(model: keras.Model, dataset: tf.data.Dataset) -> tuple:
 
 
 def auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """ROC AUC; NaN when ``labels`` hold a single class."""
+    """:func:`morphhr_tf.evaluation.metrics.auc`, but NaN when ``labels``
+    hold a single class (a tiny eval split): training goes on and the
+    summary says the AUC is undefined."""
+    from morphhr_tf.evaluation import metrics
+
     if labels.min() == labels.max():
         return float("nan")
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(labels, probs))
+    return metrics.auc(labels, probs)
 
 
 def evaluate_auc(model: keras.Model, dataset: tf.data.Dataset) -> float:

@@ -282,12 +282,12 @@ def train_morphhr(
     summary = {
         "stage2_history": history,
         "stage2_seconds": seconds,
-        "auc_final": auc(labels, p_final),
+        "auc_final": gain["auc_final"],
         "resolution_gain": gain,
     }
     _log(
         f"eval AUC after stage 2: {summary['auc_final']:.4f} at {config.resolution} px "
-        f"against the base's {auc(base_labels, p_base):.4f} at "
+        f"against the base's {gain['auc_base']:.4f} at "
         f"{config.base_resolution} px: "
         f"{gain['difference']:+.4f}, DeLong p = {gain['delong_p']:.3g}"
     )

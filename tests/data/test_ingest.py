@@ -65,8 +65,9 @@ def ingested(small_tree, tmp_path_factory):
 def test_counts_add_up_and_rejects_have_reasons(ingested):
     root, out, summary, listing, broken = ingested
     assert summary["records"] == len(listing.records)
-    assert summary["ingested"] + summary["rejected"] == summary["records"]
-    assert summary["rejected"] == 1
+    assert summary["ingested"] + summary["rejected_images"] == summary["records"]
+    assert summary["rejected"] == summary["rejected_images"] == 1
+    assert summary["listing_problems"] == 0
     assert sum(summary["per_split"].values()) == summary["ingested"]
     assert sum(summary["per_label"].values()) == summary["ingested"]
     with open(os.path.join(out, "rejects.csv"), newline="") as f:

@@ -75,7 +75,8 @@ def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers):
         f"({summary['listing_problems']} at listing)"
     )
     assert summary["ingested"] + len(rejects) == len(chosen)
-    assert summary["ingested"] + summary["rejected"] == summary["records"]
+    assert summary["ingested"] + summary["rejected_images"] == summary["records"]
+    assert summary["rejected"] == len(rejects)
     assert summary["records"] + summary["listing_problems"] == len(chosen)
     assert summary["ingested"] >= 8 and len(rejects) >= 60
     assert all(r["reason"].strip() for r in rejects)
