@@ -143,7 +143,8 @@ def predict(model, x, batch=64):
     return np.asarray(model.predict(x, batch_size=batch, verbose=0), np.float64)[:, 0]
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str], dict[str, str]]:
+    """``(args, rows, row_lrs)``; ``--dry-run`` shrinks ``args`` to tiny sizes."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
     p.add_argument("--size", type=int, default=256, help="4S, the full resolution")
@@ -178,12 +179,20 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
     row_lrs = dict(item.split("=") for item in args.row_lrs.split(",") if item)
-    keras.config.set_dtype_policy(args.precision)
     if args.k != 4:
         p.error("--k must be 4: the rows are S, 2S and 4S = --size")
-    sizes = {res: args.size // f for res, f in FACTORS.items()}
+    return args, rows, row_lrs
+
+
+def make_data(args: argparse.Namespace) -> tuple[dict, tuple, dict]:
+    """The task's images, area-averaged to each input size, by split.
+
+    Returns:
+        ``(data, pretrain, labels)``: ``data[res][split] = (x, y)`` for
+        ``res`` in S, 2S, 4S; the base's pretraining pool at S; the eval and
+        test labels (``eval_labels``, ``test_labels``, as in the JSON).
+    """
     config = fine_detail.FineDetailConfig(size=args.size)
-    t0 = time.perf_counter()
     n = args.train + args.eval + args.test
     images, labels, _ = fine_detail.make_dataset(n, seed=args.seed, config=config)
     pre_x, pre_y, _ = fine_detail.make_dataset(
@@ -205,12 +214,68 @@ def main(argv=None) -> int:
         for res, size_k in FACTORS.items()
     }
     pre_small = fine_detail.area_downsample(pre_x, args.k)[..., None]
+    split_labels = {
+        "test_labels": labels[split["test"]].tolist(),
+        "eval_labels": labels[split["eval"]].tolist(),
+    }
+    return data, (pre_small, pre_y), split_labels
+
+
+def train_base(args: argparse.Namespace, sizes: dict, data: dict, pretrain: tuple):
+    """The base ResNet18 at S, on the pretraining pool or (``--base-data
+    train``) on the rows' train split; returns it with its JSON summary."""
+    keras.utils.set_random_seed(args.seed)  # the base's initial weights too
+    base = resnet18((sizes["S"], sizes["S"], 1), width=args.width)
+    pre_small, pre_y = data["S"]["train"] if args.base_data == "train" else pretrain
+    seconds, loss = train(
+        base, pre_small, pre_y, lr=1e-3, steps=args.base_steps, batch=args.batch,
+        seed=args.seed, trunk_multiplier=1.0,
+    )  # fmt: skip
+    summary = {
+        "seconds": seconds,
+        "loss": loss,
+        "eval_auc": auc(data["S"]["eval"][1], predict(base, data["S"]["eval"][0])),
+    }
+    return base, summary
+
+
+def run_row(row: str, lr: float, args, sizes: dict, base, data: dict) -> dict:
+    """One row at one learning rate: trains it from the base, predicts eval and
+    test. An error becomes the entry's ``error`` (the other rows still run)."""
+    res, _, _, multiplier = ROWS[row]
+    try:
+        model = build(row, sizes, base, args.width, args.seed)
+        seconds, loss = train(
+            model, *data[res]["train"], lr=lr, steps=args.steps,
+            batch=args.batch, seed=args.seed, trunk_multiplier=multiplier,
+            new_prefixes=(MORPHHR_PREFIX, DETAIL_PREFIX),
+        )  # fmt: skip
+        ev = predict(model, data[res]["eval"][0])
+        te = predict(model, data[res]["test"][0])
+        return {
+            "row": row, "lr": lr, "seconds": seconds, "loss": loss,
+            "size": sizes[res], "params": int(model.count_params()),
+            "macs_per_image": forward_macs(model),
+            "img_per_s": args.steps * args.batch / seconds,
+            "eval_auc": auc(data[res]["eval"][1], ev),
+            "test_auc": auc(data[res]["test"][1], te),
+            "eval": ev.round(6).tolist(), "test": te.round(6).tolist(),
+        }  # fmt: skip
+    except Exception as error:  # keep the other rows
+        return {"row": row, "lr": lr, "error": repr(error)[:500]}
+
+
+def main(argv=None) -> int:
+    args, rows, row_lrs = parse_args(argv)
+    keras.config.set_dtype_policy(args.precision)
+    sizes = {res: args.size // f for res, f in FACTORS.items()}
+    t0 = time.perf_counter()
+    data, pretrain, split_labels = make_data(args)
     result = {
         "args": vars(args),
         "backend": keras.backend.backend(),
         "data_seconds": time.perf_counter() - t0,
-        "test_labels": labels[split["test"]].tolist(),
-        "eval_labels": labels[split["eval"]].tolist(),
+        **split_labels,
         "rows": [],
     }
     print(f"[sweep] data in {result['data_seconds']:.1f} s", flush=True)
@@ -219,43 +284,12 @@ def main(argv=None) -> int:
         with open(args.out, "w") as f:
             json.dump(result, f)
 
-    base = resnet18((sizes["S"], sizes["S"], 1), width=args.width)
-    if args.base_data == "train":
-        pre_small, pre_y = data["S"]["train"]
-    seconds, loss = train(
-        base, pre_small, pre_y, lr=1e-3, steps=args.base_steps, batch=args.batch,
-        seed=args.seed, trunk_multiplier=1.0,
-    )  # fmt: skip
-    result["base"] = {
-        "seconds": seconds,
-        "loss": loss,
-        "eval_auc": auc(data["S"]["eval"][1], predict(base, data["S"]["eval"][0])),
-    }
+    base, result["base"] = train_base(args, sizes, data, pretrain)
     print(f"[sweep] base {result['base']}", flush=True)
     dump()
     for row in rows:
-        res, _, _, multiplier = ROWS[row]
         for lr in [float(v) for v in row_lrs.get(row, args.lrs).split("/")]:
-            try:
-                model = build(row, sizes, base, args.width, args.seed)
-                seconds, loss = train(
-                    model, *data[res]["train"], lr=lr, steps=args.steps,
-                    batch=args.batch, seed=args.seed, trunk_multiplier=multiplier,
-                    new_prefixes=(MORPHHR_PREFIX, DETAIL_PREFIX),
-                )  # fmt: skip
-                ev = predict(model, data[res]["eval"][0])
-                te = predict(model, data[res]["test"][0])
-                entry = {
-                    "row": row, "lr": lr, "seconds": seconds, "loss": loss,
-                    "size": sizes[res], "params": int(model.count_params()),
-                    "macs_per_image": forward_macs(model),
-                    "img_per_s": args.steps * args.batch / seconds,
-                    "eval_auc": auc(data[res]["eval"][1], ev),
-                    "test_auc": auc(data[res]["test"][1], te),
-                    "eval": ev.round(6).tolist(), "test": te.round(6).tolist(),
-                }  # fmt: skip
-            except Exception as error:  # keep the other rows
-                entry = {"row": row, "lr": lr, "error": repr(error)[:500]}
+            entry = run_row(row, lr, args, sizes, base, data)
             result["rows"].append(entry)
             dump()
             shown = {k: v for k, v in entry.items() if k not in ("eval", "test")}

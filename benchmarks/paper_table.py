@@ -25,6 +25,9 @@ Protocol (same for every row):
 4. AUC with a 95% stratified-bootstrap CI on the test split, DeLong's test
    against ResNet18 at the same S, training images/s and peak memory (each
    row runs in a fresh subprocess; CPU: peak RSS, GPU: TF's peak).
+
+The rows train with the package's optimizer and data (``compile_layerwise``,
+``make_dataset``); ``paper_table_report.py`` writes the table.
 """
 
 from __future__ import annotations
@@ -34,23 +37,15 @@ import csv
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
 
-from morphhr_tf.training.config import TrainingConfig
+from paper_table_report import ROW_NAMES, write_results
 
-PAPER_AUC = {  # CBIS-DDSM test AUCs reported by Wei et al. (2021)
-    ("resnet18", 224): 0.7257,
-    ("resnet18", 448): 0.7882,
-    ("resnet18", 896): 0.7958,
-    ("morphhr", 224): 0.7523,
-    ("morphhr", 448): 0.7836,
-    ("morphhr", 896): 0.7964,
-}
+from morphhr_tf.training.config import TrainingConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +75,6 @@ PROFILES = {
     "cpu": Profile(300, 512, (64, 128, 256), 16, 16, 600, 600, 2e-3),
     "gpu": Profile(600, 2048, (224, 448, 896), 64, 32, 3000, 3000, 1e-3),
 }
-
-ROW_NAMES = {"resnet18": "ResNet18", "morphhr": "MorphHR-ResNet18"}
 
 
 def _log(msg: str) -> None:
@@ -138,18 +131,60 @@ def prepare_data(profile: Profile, work: str, workers: int) -> dict:
     )
 
 
-def _optimizer(
-    profile: Profile, steps: int, learning_rate: float, trunk_multiplier: float,
-    front_layers=(),
-):  # fmt: skip
-    from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
-
-    lr = make_learning_rate(learning_rate, steps, kind="cosine", warmup_fraction=0.05)
-    return LayerwiseAdamW(
-        learning_rate=lr,
+def protocol_config(profile: Profile, learning_rate: float) -> TrainingConfig:
+    """The package's training options carrying this table's protocol (see
+    :func:`_fit`), pinned here rather than taken from ``TrainingConfig``'s
+    defaults so that the table stays put if those change: AdamW, weight decay
+    1e-4, cosine decay after a linear warm-up over 5% of the steps,
+    class-balanced sampling with augmentation, the profile's batch and seed."""
+    return TrainingConfig(
+        width=profile.width,
+        front_channels=profile.front_channels,
+        detail_branch=profile.detail_branch,
+        batch_size=profile.batch_size,
+        learning_rate=learning_rate,
+        trunk_lr_multiplier=profile.trunk_lr_multiplier,
+        schedule="cosine",
+        warmup_fraction=0.05,
         weight_decay=1e-4,
-        lr_multipliers=dict.fromkeys(front_layers, 1.0),
-        default_multiplier=trunk_multiplier,
+        balance="sample",
+        augment=True,
+        seed=profile.seed,
+    )
+
+
+def _start_stage(profile: Profile) -> str:
+    """The process's precision policy and seed, first thing in every stage."""
+    import keras
+
+    from morphhr_tf.training.precision import select_precision
+
+    policy = select_precision("auto")
+    keras.config.set_dtype_policy(policy)
+    keras.utils.set_random_seed(profile.seed)
+    return policy
+
+
+def _fit(model, config, data, size, steps, callbacks=(), **multipliers) -> None:
+    """Trains ``model`` for ``steps`` steps of the train split at ``size`` px:
+    the package's layer-wise AdamW (``compile_layerwise``; ``multipliers``
+    are ``LayerwiseAdamW``'s) over its training dataset (``make_dataset``)."""
+    from morphhr_tf.training.input_pipeline import make_dataset
+    from morphhr_tf.training.stages import compile_layerwise
+
+    compile_layerwise(model, config, steps, **multipliers)
+    ds = make_dataset(
+        _split_glob(data, "train"), resolution=size, batch_size=config.batch_size,
+        training=True, balance=config.balance, augment=config.augment,
+        seed=config.seed,
+    )  # fmt: skip
+    model.fit(
+        ds,
+        steps_per_epoch=steps,
+        epochs=1,
+        verbose=2,
+        callbacks=list(callbacks),
+        shuffle=False,
     )
 
 
@@ -182,35 +217,17 @@ class _StepTimer:
         return Timer()
 
 
-def _compile(model, optimizer):
-    import keras
-
-    model.compile(optimizer=optimizer, loss=keras.losses.BinaryCrossentropy())
-
-
 def train_base(profile: Profile, work: str) -> None:
     """Row 0: the shared base ResNet18 at the smallest S."""
-    import keras
-
     from morphhr_tf.models import resnet18
-    from morphhr_tf.training.input_pipeline import make_dataset
-    from morphhr_tf.training.precision import select_precision
 
-    keras.config.set_dtype_policy(select_precision("auto"))
-    keras.utils.set_random_seed(profile.seed)
-    data = os.path.join(work, "tfrecords")
+    _start_stage(profile)
     size = min(profile.sizes)
-    ds = make_dataset(
-        _split_glob(data, "train"), resolution=size, batch_size=profile.batch_size,
-        training=True, balance="sample", augment=True, seed=profile.seed,
-    )  # fmt: skip
     model = resnet18((size, size, 1), width=profile.width)
     # The base trains every layer at the full rate.
-    opt = _optimizer(profile, profile.base_steps, profile.learning_rate, 1.0)
-    _compile(model, opt)
-    model.fit(
-        ds, steps_per_epoch=profile.base_steps, epochs=1, verbose=2, shuffle=False
-    )
+    config = protocol_config(profile, profile.learning_rate)
+    data = os.path.join(work, "tfrecords")
+    _fit(model, config, data, size, profile.base_steps)
     model.save(os.path.join(work, "base.keras"))
 
 
@@ -245,6 +262,39 @@ def _predict_split(model, data: str, split: str, size: int, path: str) -> None:
         w.writerows(zip(keys, labels, probs))
 
 
+def row_model(profile: Profile, work: str, kind: str, size: int) -> tuple:
+    """The row's model, built from the base, with its learning-rate multipliers.
+
+    ResNet18 rows: the base's weights at S x S, every layer at the row's rate.
+    MorphHR rows: the new layers (``added_layers``) at the row's rate, the
+    base's trunk at ``trunk_lr_multiplier`` times it.
+    """
+    import keras
+
+    from morphhr_tf.models import build_morphhr, resnet18
+    from morphhr_tf.models.morphhr import added_layers
+
+    base = keras.saving.load_model(os.path.join(work, "base.keras"), compile=False)
+    if kind == "resnet18":
+        model = resnet18((size, size, 1), width=profile.width)
+        model.set_weights(base.get_weights())
+        return model, {"lr_multipliers": {}, "default_multiplier": 1.0}
+    # "none": no branch, as the trainer reads TrainingConfig.detail_branch.
+    branch = None if profile.detail_branch == "none" else profile.detail_branch
+    model = build_morphhr(
+        base,
+        size,
+        front_channels=profile.front_channels,
+        detail_branch=branch,
+        seed=profile.seed,
+    )
+    front = sorted(added_layers(model))
+    return model, {
+        "lr_multipliers": dict.fromkeys(front, 1.0),
+        "default_multiplier": profile.trunk_lr_multiplier,
+    }
+
+
 def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dict:
     """Fine-tunes one row from the base at one learning rate; predicts eval and test.
 
@@ -252,48 +302,15 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
     train the new layers at `lr` and the base's trunk at
     ``lr * trunk_lr_multiplier``.
     """
-    import keras
-
     from morphhr_tf.evaluation.metrics import auc
     from morphhr_tf.evaluation.report import read_predictions
-    from morphhr_tf.models import build_morphhr, resnet18
-    from morphhr_tf.models.morphhr import added_layers
-    from morphhr_tf.training.input_pipeline import make_dataset
-    from morphhr_tf.training.precision import select_precision
 
-    policy = select_precision("auto")
-    keras.config.set_dtype_policy(policy)
-    keras.utils.set_random_seed(profile.seed)
+    policy = _start_stage(profile)
     data = os.path.join(work, "tfrecords")
-    base = keras.saving.load_model(os.path.join(work, "base.keras"), compile=False)
-    if kind == "resnet18":
-        model = resnet18((size, size, 1), width=profile.width)
-        model.set_weights(base.get_weights())
-        front, trunk_multiplier = (), 1.0
-    else:
-        model = build_morphhr(
-            base,
-            size,
-            front_channels=profile.front_channels,
-            detail_branch=profile.detail_branch,
-            seed=profile.seed,
-        )
-        front = sorted(added_layers(model))
-        trunk_multiplier = profile.trunk_lr_multiplier
-    _compile(model, _optimizer(profile, profile.steps, lr, trunk_multiplier, front))
-    ds = make_dataset(
-        _split_glob(data, "train"), resolution=size, batch_size=profile.batch_size,
-        training=True, balance="sample", augment=True, seed=profile.seed,
-    )  # fmt: skip
+    model, multipliers = row_model(profile, work, kind, size)
     timer = _StepTimer(f"{kind} {size} px lr {lr:g}", profile.steps)
-    model.fit(
-        ds,
-        steps_per_epoch=profile.steps,
-        epochs=1,
-        verbose=2,
-        callbacks=[timer],
-        shuffle=False,
-    )
+    config = protocol_config(profile, lr)
+    _fit(model, config, data, size, profile.steps, [timer], **multipliers)
     img_per_s = timer.steps * profile.batch_size / max(timer.end - timer.start, 1e-9)
     stem = os.path.join(
         work, "predictions", f"{kind}_{size}_lr{lr:g}_steps{profile.steps}"
@@ -326,107 +343,23 @@ def _subprocess(args: list[str]) -> dict:
     return result
 
 
-def _versions() -> str:
-    import keras
-    import tensorflow as tf
-
-    return f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
-
-
-def write_results(profile_name, profile, rows, data_summary, wall, out_md, work) -> str:
-    import numpy as np
-
-    from morphhr_tf.evaluation import metrics as M
-    from morphhr_tf.evaluation import plots
-    from morphhr_tf.evaluation.report import read_predictions
-
-    preds = {(r["kind"], r["size"]): read_predictions(r["predictions"]) for r in rows}
-    lines = [
-        "| model | resolution | lr (eval AUC per lr) | test AUC [95% CI] "
-        "| DeLong p vs ResNet18 at same S | train img/s | peak memory (MB) "
-        "| paper AUC (CBIS-DDSM) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for kind in ("resnet18", "morphhr"):
-        for r in (r for r in rows if r["kind"] == kind):
-            d = preds[(kind, r["size"])]
-            auc = M.auc_with_ci(d["labels"], d["scores"], n_bootstrap=2000)
-            smallest = min(x["size"] for x in rows if x["kind"] == kind)
-            if kind == "morphhr" and ("resnet18", r["size"]) in preds:
-                ref_key = ("resnet18", r["size"])
-            elif (
-                r["size"] != smallest
-            ):  # no ResNet18 row: against this model at its smallest S
-                ref_key = (kind, smallest)
-            else:
-                ref_key = None
-            if ref_key is None:
-                p = "-"
-            else:
-                ref = preds[ref_key]
-                assert ref["keys"] == d["keys"]
-                t = M.delong_test(d["labels"], d["scores"], ref["scores"])
-                p = f"{t.p_value:.3g} ({t.difference:+.4f})"
-                if ref_key[0] == kind:
-                    p += f" vs {ROW_NAMES[kind]}_S{smallest}"
-            paper = PAPER_AUC.get((kind, r["size"]))
-            lines.append(
-                f"| {ROW_NAMES[kind]}_S{r['size']} | {r['size']} | {r['lr']:g} "
-                f"({', '.join(f'{k}: {v}' for k, v in r['grid'].items())}) | {auc} | {p} | "
-                f"{r['img_per_s']:.2f} | {r['peak_mb']:.0f} | "
-                f"{paper if paper is not None else '-'} |"
-            )
-    table = "\n".join(lines)
-    print(table)
-    plot_dir = os.path.dirname(out_md)
-    # The ROC figure sits beside the markdown, named after it.
-    stem = os.path.splitext(os.path.basename(out_md))[0] + (
-        ""
-        if profile.steps == PROFILES[profile_name].steps
-        else f"_steps{profile.steps}"
-    )
-    curves = {
-        f"{ROW_NAMES[k]}_S{s}": (d["labels"], d["scores"])
-        for (k, s), d in preds.items()
-    }
-    plots.plot_roc(curves, os.path.join(plot_dir, f"{stem}_roc.png"), ci_band=False,
-                   title=f"Synthetic test split ({profile_name} profile)")  # fmt: skip
-    labels = next(iter(preds.values()))["labels"]
-    counts = data_summary.get("per_split", {})
-    text = f"""# Results: the paper's table on the synthetic benchmark
-
-Produced by `python benchmarks/paper_table.py --profile {profile_name}` on
-{platform.machine()} with {os.cpu_count()} CPU cores ({_versions()}), precision
-`{rows[0]["precision"]}`; wall time {wall / 60:.1f} minutes.
-
-Data: {profile.patients} synthetic patients ({profile.synthetic_rows}-row images,
-ingested at {max(profile.sizes)} px); splits (images) {json.dumps(counts)}; the test
-split has {len(labels)} images, {int(np.sum(labels))} malignant.
-Training: ResNet18 width {profile.width}, base trained {profile.base_steps} steps at
-{min(profile.sizes)} px (learning rate {profile.learning_rate}) on the train split, then
-every row {profile.steps} steps, batch {profile.batch_size}, AdamW with cosine decay, once
-per peak learning rate in {list(profile.lrs)}; each row keeps the rate with the best
-eval AUC (chosen on the eval split, never on test). ResNet18 rows train every layer at
-that rate; MorphHR rows (detail branch `{profile.detail_branch}`) train the new layers
-at it and the trunk at x{profile.trunk_lr_multiplier}. Class-balanced sampling, seed
-{profile.seed}; fine-detail specks in the data: {profile.fine_detail}.
-
-{table}
-
-DeLong: two-sided, paired on the same test images, MorphHR minus ResNet18 in
-brackets. The paper's column is CBIS-DDSM (real mammograms, full-width ImageNet
-ResNet18 on a GPU), given for reference only: the synthetic data and the narrow
-CPU network make the absolute numbers incomparable; the comparison that matters
-is between rows of this table.
-
-![ROC curves]({stem}_roc.png)
-"""
-    with open(out_md, "w") as f:
-        f.write(text)
-    return out_md
+def _parse_rows(p: argparse.ArgumentParser, rows: str | None, wanted: list) -> list:
+    """``--rows`` as ``(kind, size)`` pairs (all of ``wanted`` when unset)."""
+    if not rows:
+        return wanted
+    try:
+        chosen = [(k, int(v)) for k, v in (r.split(":") for r in rows.split(","))]
+    except ValueError:
+        p.error(f"--rows takes kind:size pairs. Received: {rows!r}")
+    bad = [r for r in chosen if r not in wanted]
+    if bad:
+        p.error(f"--rows {bad} not in this profile's rows {wanted}")
+    return chosen
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> tuple[argparse.Namespace, Profile, list]:
+    """``(args, profile, rows)``: the options, the profile with ``--steps``
+    applied, and the ``(kind, size)`` rows to run."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
     p.add_argument("--work-dir", default=None)
@@ -453,25 +386,38 @@ def main(argv=None) -> int:
             p.error(f"--steps must be positive. Received: {args.steps}")
         profile = dataclasses.replace(profile, steps=args.steps)
     wanted = [(k, s) for s in profile.sizes for k in ("resnet18", "morphhr")]
-    if args.rows:
-        try:
-            chosen = [
-                (k, int(v)) for k, v in (r.split(":") for r in args.rows.split(","))
-            ]
-        except ValueError:
-            p.error(f"--rows takes kind:size pairs. Received: {args.rows!r}")
-        bad = [r for r in chosen if r not in wanted]
-        if bad:
-            p.error(f"--rows {bad} not in this profile's rows {wanted}")
-        wanted = chosen
-    work = os.path.abspath(args.work_dir or f"paper_table_work/{args.profile}")
+    return args, profile, _parse_rows(p, args.rows, wanted)
+
+
+def run_stage(args: argparse.Namespace, profile: Profile, work: str) -> None:
+    """One ``--stage`` in this process; prints its ``RESULT`` line."""
     if args.stage == "base":
         train_base(profile, work)
         print("RESULT {}", flush=True)
-        return 0
-    if args.stage == "row":
+    else:
         result = run_row(profile, work, args.kind, args.size, args.lr)
         print("RESULT " + json.dumps(result), flush=True)
+
+
+def best_of_grid(common: list[str], profile: Profile, kind: str, size: int) -> dict:
+    """Runs one row once per learning rate of the grid (a subprocess each);
+    returns the run with the best eval AUC, with every rate's in ``grid``."""
+    runs = []
+    for lr in profile.lrs:
+        _log(f"row {ROW_NAMES[kind]}_S{size}, lr {lr:g} ({profile.steps} steps)")
+        stage = ["--stage", "row", "--kind", kind, "--size", str(size)]
+        runs.append(_subprocess([*common, *stage, "--lr", repr(lr)]))
+        _log(f"eval AUC {runs[-1]['eval_auc']:.4f}")
+    best = max(runs, key=lambda r: r["eval_auc"])
+    best["grid"] = {f"{r['lr']:g}": round(r["eval_auc"], 4) for r in runs}
+    return best
+
+
+def main(argv=None) -> int:
+    args, profile, wanted = parse_args(argv)
+    work = os.path.abspath(args.work_dir or f"paper_table_work/{args.profile}")
+    if args.stage:
+        run_stage(args, profile, work)
         return 0
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -489,33 +435,11 @@ def main(argv=None) -> int:
     if not os.path.exists(os.path.join(work, "base.keras")):
         _log(f"training the base ResNet18 at {min(profile.sizes)} px")
         _subprocess([*common, "--stage", "base"])
-    rows = []
-    for kind, size in wanted:
-        runs = []
-        for lr in profile.lrs:
-            _log(f"row {ROW_NAMES[kind]}_S{size}, lr {lr:g} ({profile.steps} steps)")
-            runs.append(
-                _subprocess(
-                    [
-                        *common,
-                        "--stage",
-                        "row",
-                        "--kind",
-                        kind,
-                        "--size",
-                        str(size),
-                        "--lr",
-                        repr(lr),
-                    ]
-                )  # fmt: skip
-            )
-            _log(f"eval AUC {runs[-1]['eval_auc']:.4f}")
-        best = max(runs, key=lambda r: r["eval_auc"])
-        best["grid"] = {f"{r['lr']:g}": round(r["eval_auc"], 4) for r in runs}
-        rows.append(best)
+    rows = [best_of_grid(common, profile, kind, size) for kind, size in wanted]
     path = write_results(
-        args.profile, profile, rows, data_summary, time.time() - start, out_md, work
-    )
+        args.profile, profile, rows, data_summary, time.time() - start, out_md,
+        PROFILES[args.profile].steps,
+    )  # fmt: skip
     _log(f"wrote {path}")
     return 0
 

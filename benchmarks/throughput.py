@@ -151,7 +151,8 @@ def _auto_precision() -> str:
     return select_precision("auto")
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
+    """The options, with ``--precision auto`` resolved."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[224, 448, 896])
     p.add_argument("--base-size", type=int, default=224)
@@ -173,34 +174,32 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.precision == "auto":
         args.precision = _auto_precision()
+    return args
 
-    if args.worker:
-        print("RESULT " + json.dumps(worker(args)), flush=True)
-        return 0
 
-    rows = []
-    t0 = time.perf_counter()
-    for size in args.sizes:
-        for kind in ("resnet18", "morphhr"):
-            cmd = [
-                sys.executable, os.path.abspath(__file__), "--worker",
-                "--model", kind, "--size", str(size),
-                "--base-size", str(args.base_size), "--batch", str(args.batch),
-                "--steps", str(args.steps), "--width", str(args.width),
-                "--channels", str(args.channels), "--precision", args.precision,
-            ]  # fmt: skip
-            print(f"measuring {kind} at {size} px ...", file=sys.stderr, flush=True)
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            line = next(
-                (ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None
-            )
-            if out.returncode != 0 or line is None:
-                tail = (out.stderr or "").strip().splitlines()[-3:]
-                rows.append({"model": kind, "size": size, "error": " | ".join(tail)})
-                continue
-            rows.append(json.loads(line[len("RESULT ") :]))
-    peak = matmul_peak_gflops(args.precision)
+def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
+    """One configuration's :func:`worker` row, in a fresh subprocess; a row
+    with ``error`` (the last lines of its stderr) when it fails."""
+    cmd = [
+        sys.executable, os.path.abspath(__file__), "--worker",
+        "--model", kind, "--size", str(size),
+        "--base-size", str(args.base_size), "--batch", str(args.batch),
+        "--steps", str(args.steps), "--width", str(args.width),
+        "--channels", str(args.channels), "--precision", args.precision,
+    ]  # fmt: skip
+    print(f"measuring {kind} at {size} px ...", file=sys.stderr, flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    line = next(
+        (ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None
+    )
+    if out.returncode != 0 or line is None:
+        tail = (out.stderr or "").strip().splitlines()[-3:]
+        return {"model": kind, "size": size, "error": " | ".join(tail)}
+    return json.loads(line[len("RESULT ") :])
 
+
+def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict:
+    """Prints the measurements; returns the successful rows by (model, size)."""
     print(
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
         f"channels={args.channels} base={args.base_size} steps={args.steps}; "
@@ -220,14 +219,23 @@ def main(argv=None) -> int:
             f"{r['train_gflop_per_img']:>10.2f} {r['achieved_gflops']:>8.1f} "
             f"{100 * r['achieved_gflops'] / peak:>6.1f}%"
         )
+    return by
+
+
+def print_ratios(sizes: list[int], by: dict) -> None:
+    """MorphHR / ResNet18 throughput and peak memory at each S."""
     print("\nratios MorphHR / ResNet18 at the same S:")
-    for size in args.sizes:
+    for size in sizes:
         a, b = by.get(("morphhr", size)), by.get(("resnet18", size))
         if a and b:
             print(
                 f"  S={size}: throughput x{a['img_per_s'] / b['img_per_s']:.2f}, "
                 f"peak memory x{a['peak_mb'] / b['peak_mb']:.2f} ({a['memory_kind']})"
             )
+
+
+def print_input_pipeline(args: argparse.Namespace, rows: list[dict]) -> None:
+    """The input pipeline's images/s at each S against the fastest model's."""
     print("\ninput pipeline (decode + area resize + augment) vs training consumption:")
     tfrecords = args.tfrecords or _synthetic_tfrecords(max(args.sizes))
     for size in args.sizes:
@@ -246,6 +254,24 @@ def main(argv=None) -> int:
             f"  S={size}: input {supply:.1f} img/s, fastest model consumes "
             f"{demand:.2f} img/s -> input / consumption x{supply / demand:.1f}"
         )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args)), flush=True)
+        return 0
+
+    t0 = time.perf_counter()
+    rows = [
+        measure(args, kind, size)
+        for size in args.sizes
+        for kind in ("resnet18", "morphhr")
+    ]
+    peak = matmul_peak_gflops(args.precision)
+    by = print_table(args, rows, peak)
+    print_ratios(args.sizes, by)
+    print_input_pipeline(args, rows)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     return 0
 
