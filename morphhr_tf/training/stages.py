@@ -139,6 +139,18 @@ def compile_layerwise(
     )
 
 
+#: TensorBoard gets about this many points per stage (``batch_loss``, ...),
+#: besides the per-epoch ``epoch_*`` scalars.
+TENSORBOARD_POINTS = 50
+
+
+def tensorboard_every(steps: int) -> int:
+    """The TensorBoard callback's ``update_freq`` for a stage of ``steps``
+    steps: a scalar every that many batches, about :data:`TENSORBOARD_POINTS`
+    per stage."""
+    return max(1, steps // TENSORBOARD_POINTS)
+
+
 def fit(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -157,7 +169,11 @@ def fit(
         epochs=epochs,
         validation_data=val_data if val_steps else None,
         validation_steps=val_steps or None,
-        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")],
+        callbacks=[
+            keras.callbacks.TensorBoard(
+                log_dir=log_dir, update_freq=tensorboard_every(steps)
+            )
+        ],
         verbose=2,
     )
     # Batch-norm statistics: one value on every replica and worker.

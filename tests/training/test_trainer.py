@@ -75,3 +75,37 @@ def test_pretrained_path_of_unknown_kind_is_refused(tiny_splits, tmp_path):
     )
     with pytest.raises(ValueError, match="weights.bin"):
         trainer.run_fn(args)
+
+
+def _keras_weights(args):
+    import keras
+
+    model = keras.saving.load_model(
+        trainer.keras_model_path(args.serving_model_dir), compile=False
+    )
+    return model.get_weights()
+
+
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_weights_twice(tiny_splits, tmp_path):
+    """Two runs in one process from one seed: every weight equal (max |diff| == 0),
+    both stages of MorphHR, balanced sampling and augmentation on."""
+    config = dict(TINY, model="morphhr", base_steps=4, balance="sample", seed=3)
+    runs = [FnArgs(tiny_splits, str(tmp_path / name), config, steps=4) for name in "ab"]
+    for args in runs:
+        trainer.run_fn(args)
+    first, second = (_keras_weights(args) for args in runs)
+    assert len(first) == len(second)
+    diffs = [
+        float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(first, second)
+    ]
+    assert max(diffs) == 0.0, max(diffs)
+    assert _summary(runs[0])["auc_final"] == _summary(runs[1])["auc_final"]
+
+
+def test_tensorboard_gets_about_fifty_points_per_stage():
+    from morphhr_tf.training.stages import tensorboard_every
+
+    assert tensorboard_every(600) == 12
+    assert tensorboard_every(10) == 1
+    assert 600 // tensorboard_every(600) == 50
