@@ -1,4 +1,5 @@
-"""The image record: one full-field mammogram as listed by a data set adapter."""
+"""The image record: one image (a full-field mammogram, a chest radiograph) as
+listed by a data set adapter."""
 
 from __future__ import annotations
 
@@ -11,24 +12,35 @@ OFFICIAL_SPLITS = ("train", "eval", "test", "")
 class ImageRecord:
     """One image to ingest, as listed by a data set adapter.
 
-    Frozen and made of plain strings and ints, so Beam can pickle it.
+    Frozen and made of plain strings, ints and tuples of ints, so Beam can
+    pickle it.
 
     Attributes:
-        path: absolute path of the DICOM file.
+        path: absolute path of the image file (DICOM; PNG for ChestX-ray14),
+            or its URL (``gs://bucket/...``) when the data set was listed
+            from one.
         label: 1 if any finding on the image is malignant (or the data set's
-            positive proxy), else 0.
+            positive proxy), else 0. For a multi-label data set (ChestX-ray14):
+            1 if the image has any finding (any 1 in ``labels``), else 0.
         patient_id: the data set's patient identifier. Only its salted hash
             (:func:`morphhr_tf.data.deid.patient_key`) leaves the ingest.
-        view: ``CC``, ``MLO``, ... ('' when unknown).
+        view: ``CC``, ``MLO``, ... (``PA``/``AP`` for a chest radiograph;
+            '' when unknown).
         laterality: ``L`` or ``R`` ('' when unknown; the DICOM header is used).
         density: breast density as text, ``1``-``4`` or ``A``-``D`` ('' unknown).
         split: the official split, ``train``, ``test`` (``eval`` when a
             manifest names one) or '' when the data set has none.
         dataset: source name, e.g. ``cbis_ddsm``.
         abnormality: short description of the findings, e.g.
-            ``mass:MALIGNANT;calcification:BENIGN`` ('' for none).
+            ``mass:MALIGNANT;calcification:BENIGN`` or ``Effusion|Mass``
+            ('' for none).
         image_id: the data set's image identifier (hashed into ``image_key``);
             '' falls back to ``path``.
+        labels: the multi-hot vector of a multi-label task, one 0/1 per label
+            name in the task's order (ChestX-ray14: the 14 findings of
+            :data:`morphhr_tf.data.adapters.chestxray14.FINDINGS`; all zeros
+            for ``No Finding``). Empty for the binary data sets, which use
+            ``label`` alone.
     """
 
     path: str
@@ -41,6 +53,7 @@ class ImageRecord:
     dataset: str = ""
     abnormality: str = ""
     image_id: str = ""
+    labels: tuple[int, ...] = ()
 
 
 def normalize_laterality(value: str) -> str:

@@ -17,5 +17,11 @@ Generators (import the module you need; nothing is imported here):
 - :mod:`morphhr_tf.synthetic.fine_detail`: the fine-detail task, numpy arrays
   whose label is visible at high resolution only;
   :mod:`morphhr_tf.synthetic.fine_detail_mammogram` draws the same signal into
-  a full synthetic mammogram.
+  a full synthetic mammogram;
+- :mod:`morphhr_tf.synthetic.chestxray14`: a ChestX-ray14-shaped tree in the
+  NIH layout (``Data_Entry_2017.csv`` or the v2020 file, ``images_NNN/images/``
+  or ``images/``, the official split lists, ``BBox_List_2017.csv``) of 8-bit
+  PNG chest radiographs whose 14 findings differ in scale
+  (``python -m morphhr_tf.synthetic.chestxray14 OUT --patients N``); it draws
+  with :mod:`~morphhr_tf.synthetic.chestxray14_render`.
 """
