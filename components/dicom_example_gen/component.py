@@ -35,9 +35,9 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.types.standard_component_specs import FileBasedExampleGenSpec
 
 from components.dicom_example_gen import executor
+from morphhr_tf.data.adapters import SOURCES
 from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 
-SOURCES = ("cbis_ddsm", "csv", "rsna", "vindr")
 RESIZE_MODES = ("square", "pad")
 
 
@@ -72,7 +72,9 @@ class DicomExampleGen(FileBasedExampleGen):
     Args:
         input_base: the data set root (for ``csv``: the folder of the
             manifest, which is derived from ``manifest`` when omitted).
-        source: ``cbis_ddsm``, ``csv``, ``rsna`` or ``vindr``.
+        source: ``cbis_ddsm``, ``chestxray14`` (PNG chest radiographs,
+            multi-hot ``labels`` in the examples), ``csv``, ``rsna`` or
+            ``vindr`` (:data:`morphhr_tf.data.adapters.SOURCES`).
         manifest: the CSV manifest (``source="csv"`` only).
         image_size: stored image size in pixels (``square``: size x size).
         resize_mode: ``square`` (like the paper) or ``pad`` (aspect kept).

@@ -18,6 +18,7 @@ import os
 import sys
 import threading
 
+from morphhr_tf.data.adapters import SOURCES
 from morphhr_tf.data.deid import SALT_ENV
 from morphhr_tf.data.dicom_reader import DEFAULT_MODALITIES
 from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
@@ -67,9 +68,7 @@ def _parser() -> argparse.ArgumentParser:
             f"The patient-key salt is read from ${SALT_ENV}."
         ),
     )
-    parser.add_argument(
-        "--source", required=True, choices=("cbis_ddsm", "csv", "rsna", "vindr")
-    )
+    parser.add_argument("--source", required=True, choices=SOURCES)
     parser.add_argument(
         "--root",
         required=True,

@@ -1,13 +1,16 @@
 """The Beam side of the ingest: records -> tf.Examples by split, rejects, counts.
 
 - :class:`IngestExamples` reads, preprocesses and encodes image records
-  (tagged outputs ``examples``, ``rejects`` and ``stats``);
+  (tagged outputs ``examples``, ``rejects`` and ``stats``; the per-record
+  step, by file type and data set, is
+  :class:`morphhr_tf.data.ingest_encode.EncodeFn`);
 - :class:`IngestSplits`, the composite both :func:`morphhr_tf.data.ingest.run_ingest`
   and the DicomExampleGen executor run, adds the listing problems, routes
   the examples to their split, redacts the rejects
   (:mod:`morphhr_tf.data.redaction`) and counts; its :meth:`IngestSplits.summarize`
   makes the one ``summary.json`` schema of both and checks that no record was
-  lost.
+  lost. For a multi-label data set (ChestX-ray14) the summary also holds the
+  label names and the positives of each label per split.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from morphhr_tf.data.deid import SALT_ENV, image_key, patient_key, resolve_salt
+from morphhr_tf.data.adapters import label_names
+from morphhr_tf.data.deid import SALT_ENV, patient_key, resolve_salt
 from morphhr_tf.data.dicom_reader import DEFAULT_MAX_PIXELS, DEFAULT_MODALITIES
+from morphhr_tf.data.ingest_encode import EXAMPLES, REJECTS, STATS, EncodeFn
 from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.data.records import ImageRecord
 from morphhr_tf.data.redaction import image_keys_of, reject_rows, write_text
@@ -33,7 +38,7 @@ from morphhr_tf.data.splits import (
     combine_official,
 )
 
-EXAMPLES, REJECTS, STATS, COUNTS = "examples", "rejects", "stats", "counts"
+COUNTS = "counts"
 SUMMARY_FILE = "summary.json"
 _COUNTS_FILE = "counts"
 
@@ -54,79 +59,6 @@ def _assign(
         yield split, key, record
 
 
-class _EncodeFn(beam.DoFn):
-    """Reads, preprocesses and encodes one record; rejects go to a side output."""
-
-    def __init__(
-        self, image_size, resize_mode, salt, modalities, max_pixels, progress_dir
-    ):
-        self.image_size = image_size
-        self.resize_mode = resize_mode
-        self.salt = salt
-        self.modalities = modalities
-        self.max_pixels = max_pixels
-        self.progress_dir = progress_dir
-        self._pre = None
-
-    def setup(self):
-        import morphhr_tf  # noqa: F401  (runtime policy in worker processes)
-        from morphhr_tf.data.preprocessing import MammogramPreprocessor
-
-        self._pre = MammogramPreprocessor(
-            image_size=self.image_size, resize_mode=self.resize_mode
-        )
-
-    def _tick(self):
-        if self.progress_dir:
-            try:
-                path = os.path.join(self.progress_dir, f"{os.getpid()}.progress")
-                with open(path, "ab") as f:
-                    f.write(b".")
-            except OSError:
-                pass
-
-    def process(self, element):
-        from morphhr_tf.data.dicom_reader import DicomRejected, read_mammogram
-        from morphhr_tf.data.tfrecord_codec import encode_example
-
-        split, pkey, record = element
-        try:
-            if record.label not in (0, 1):
-                raise DicomRejected(f"label {record.label!r} is not 0 or 1")
-            image, meta = read_mammogram(
-                record.path, modalities=self.modalities, max_pixels=self.max_pixels
-            )
-            laterality = record.laterality or meta["laterality"]
-            try:
-                pixels = self._pre(image, laterality)
-            except ValueError as err:
-                raise DicomRejected(f"preprocessing: {err}") from err
-            serialized = encode_example(
-                pixels,
-                label=int(record.label),
-                patient_key=pkey,
-                image_key=image_key(
-                    f"{record.dataset}:{record.image_id or record.path}", self.salt
-                ),
-                view=record.view or meta["view"],
-                laterality=laterality,
-                density=record.density,
-                dataset=record.dataset,
-            )
-        except DicomRejected as err:
-            yield beam.pvalue.TaggedOutput(REJECTS, (record.path, err.reason))
-        except Exception as err:  # never lose a record: report it
-            reason = " ".join(f"{type(err).__name__}: {err}".split())[:240]
-            yield beam.pvalue.TaggedOutput(
-                REJECTS, (record.path, f"internal error: {reason}")
-            )
-        else:
-            yield split, serialized
-            yield beam.pvalue.TaggedOutput(STATS, (split, int(record.label)))
-        finally:
-            self._tick()
-
-
 class IngestExamples(beam.PTransform):
     """PCollection[ImageRecord] -> tagged outputs of tf.Examples and rejects.
 
@@ -140,7 +72,8 @@ class IngestExamples(beam.PTransform):
       The path is the real file path, which can identify a patient: never
       write it to an artifact as is; pass the rejects through
       :class:`RedactRejects` (in a pipeline) or :func:`write_rejects`;
-    - ``stats``: ``(split, label)`` for each ingested record.
+    - ``stats``: ``(split, label, labels)`` for each ingested record
+      (``labels``: the multi-hot labels, ``()`` for a binary record).
 
     Every input lands in exactly one of ``examples`` and ``rejects``.
 
@@ -196,7 +129,7 @@ class IngestExamples(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Encode"
             >> beam.ParDo(
-                _EncodeFn(
+                EncodeFn(
                     self.image_size,
                     self.resize_mode,
                     salt,
@@ -225,6 +158,9 @@ class IngestSplits(beam.PTransform):
     - ``counts``: one JSON line, the input of :meth:`summarize` (write it with
       :func:`save_counts`, read it back with :func:`load_counts`).
 
+    The label names of a multi-label listing (:attr:`label_names`) come from
+    its records' data set (:func:`morphhr_tf.data.adapters.label_names`).
+
     Args:
         records: the listed records.
         problems: the listing's ``(location, reason)`` problems.
@@ -232,6 +168,10 @@ class IngestSplits(beam.PTransform):
             ...; default: its defaults); its salt also keys the rejects.
         split_names: the splits written.
         base: the data set root (reject paths are shown relative to it).
+
+    Raises:
+        ValueError: if the records mix multi-label data sets with different
+            label names.
     """
 
     def __init__(
@@ -250,6 +190,7 @@ class IngestSplits(beam.PTransform):
         self.ingest = IngestExamples() if ingest is None else ingest
         self.split_names = tuple(split_names)
         self.base = None if base is None else os.fspath(base)
+        self.label_names = _label_names_of(self.records)
 
     def expand(self, pbegin):
         names, base = self.split_names, self.base
@@ -286,8 +227,7 @@ class IngestSplits(beam.PTransform):
         )
         tallies = (
             ingested[STATS]
-            | "ExampleKinds"
-            >> beam.MapTuple(lambda s, label: ("example", _route(s, names), label)),
+            | "ExampleKinds" >> beam.FlatMap(_kinds, names, self.label_names),
             images | "RejectKinds" >> beam.Map(lambda _: ("rejected",)),
         )
         counts = (
@@ -295,7 +235,7 @@ class IngestSplits(beam.PTransform):
             | "AllKinds" >> beam.Flatten()
             | "Tally" >> beam.combiners.Count.PerElement()
             | "Gather" >> beam.combiners.ToList()
-            | "Counts" >> beam.Map(_counts_json)
+            | "Counts" >> beam.Map(_counts_json, self.label_names)
         )
         return {EXAMPLES: examples, REJECTS: rejects, COUNTS: counts}
 
@@ -319,7 +259,10 @@ class IngestSplits(beam.PTransform):
             ``source``, ``records`` (= ``listed``), ``ingested``,
             ``rejected`` (the rows of ``rejects.csv``: ``rejected_images +
             listing_problems``), ``rejected_images``, ``listing_problems``,
-            ``per_split``, ``per_label``, ``per_split_label``, the settings
+            ``per_split``, ``per_label``, ``per_split_label``; for a
+            multi-label data set only, ``label_names`` (the order of the
+            examples' ``labels``), ``per_finding`` and ``per_split_finding``
+            (``{split: {name: positive examples}}``); the settings
             (``image_size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
             ``num_workers``, ``salt``: where the salt came from, never its
             value), ``seconds`` and ``images_per_second``.
@@ -349,6 +292,7 @@ class IngestSplits(beam.PTransform):
             "per_split": per_split,
             "per_label": per_label,
             "per_split_label": per_split_label,
+            **self._finding_counts(counts),
             "image_size": self.ingest.image_size,
             "resize_mode": self.ingest.resize_mode,
             "eval_fraction": self.ingest.eval_fraction,
@@ -359,20 +303,64 @@ class IngestSplits(beam.PTransform):
             "images_per_second": round(records / max(seconds, 1e-9), 3),
         }
 
+    def _finding_counts(self, counts: Mapping[str, Any]) -> dict[str, Any]:
+        """The summary's per-label counts; ``{}`` for a binary data set."""
+        if not self.label_names:
+            return {}
+        per_split = {
+            s: {n: int(counts["per_split_finding"][s][n]) for n in self.label_names}
+            for s in SPLITS
+        }
+        return {
+            "label_names": list(self.label_names),
+            "per_finding": {
+                n: sum(v[n] for v in per_split.values()) for n in self.label_names
+            },
+            "per_split_finding": per_split,
+        }
+
+
+def _label_names_of(records: list[ImageRecord]) -> tuple[str, ...]:
+    """The label names of the records' multi-label data set (``()``: binary;
+    a record whose data set names no labels is rejected when encoded)."""
+    found = {label_names(r.dataset) for r in records if r.labels} - {()}
+    if len(found) > 1:
+        raise ValueError(
+            "the records mix multi-label data sets with different label names: "
+            f"{sorted({r.dataset for r in records if r.labels})}"
+        )
+    return found.pop() if found else ()
+
 
 def _route(split: str, names: tuple[str, ...]) -> str:
     return split if split in names else names[0]
 
 
-def _counts_json(tallies: list[tuple[tuple, int]]) -> str:
+def _kinds(stats: tuple, names: tuple[str, ...], finding_names: tuple[str, ...]):
+    """The tallies of one ``stats`` element: its label and its positive labels."""
+    split, label, labels = stats
+    split = _route(split, names)
+    yield "example", split, label
+    for name, value in zip(finding_names, labels):
+        if value:
+            yield "finding", split, name
+
+
+def _counts_json(tallies: list[tuple[tuple, int]], finding_names=()) -> str:
     per_split_label = {s: {"0": 0, "1": 0} for s in SPLITS}
+    per_split_finding = {s: dict.fromkeys(finding_names, 0) for s in SPLITS}
     rejected = 0
     for kind, count in tallies:
         if kind[0] == "example":
             per_split_label[kind[1]][str(kind[2])] += count
+        elif kind[0] == "finding":
+            per_split_finding[kind[1]][kind[2]] += count
         else:
             rejected += count
-    return json.dumps({"per_split_label": per_split_label, "rejected_images": rejected})
+    counts = {"per_split_label": per_split_label, "rejected_images": rejected}
+    if finding_names:
+        counts["per_split_finding"] = per_split_finding
+    return json.dumps(counts)
 
 
 def _salt_source(salt) -> str:

@@ -301,12 +301,17 @@ class ToUint16:
 class MammogramPreprocessor:
     """Crop to the breast, orient, resize and quantize to 16 bits.
 
+    With ``crop=False, orient=False`` it only resizes and quantizes: the
+    setting of the other radiographs (ChestX-ray14).
+
     Args:
         image_size: the stored image size, the output side in pixels
             (:data:`DEFAULT_IMAGE_SIZE`, the paper's highest resolution).
         resize_mode: ``"square"`` or ``"pad"`` (see :class:`Resize`).
         chest_wall: side the chest wall is put on.
         crop: whether to crop to the breast (off for non-mammograms).
+        orient: whether to flip the chest wall to ``chest_wall`` (off for
+            non-mammograms, which keep the orientation they are stored in).
 
     Example:
         >>> pre = MammogramPreprocessor(image_size=64)
@@ -321,13 +326,15 @@ class MammogramPreprocessor:
         resize_mode: str = "square",
         chest_wall: str = "left",
         crop: bool = True,
+        orient: bool = True,
     ):
         self.image_size = image_size
         self.resize_mode = resize_mode
         self.chest_wall = chest_wall
         self.crop = crop
+        self.orient = orient
         self._crop = CropToBreast() if crop else None
-        self._orient = CanonicalOrientation(chest_wall)
+        self._orient = CanonicalOrientation(chest_wall) if orient else None
         self._resize = Resize(image_size, resize_mode)
         self._quantize = ToUint16()
 
@@ -335,7 +342,10 @@ class MammogramPreprocessor:
         image = _as_2d(image)
         if self._crop is not None:
             image = self._crop(image)
-        flip = self._orient.chest_wall_side(image, laterality) != self.chest_wall
+        flip = (
+            self._orient is not None
+            and self._orient.chest_wall_side(image, laterality) != self.chest_wall
+        )
         return self._quantize(self._resize(image, flip=flip))
 
 

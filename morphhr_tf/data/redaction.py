@@ -52,6 +52,11 @@ _SAFE_COMPONENTS = {
     "breast-level_annotations.csv",
     "finding_annotations.csv",
     "inbreast.csv",
+    "data_entry_2017.csv",
+    "data_entry_2017_v2020.csv",
+    "bbox_list_2017.csv",
+    "train_val_list.txt",
+    "test_list.txt",
 }
 _SAFE_NAME_RE = re.compile(
     r"^(?:(?:mass|calc)_case_description_(?:train|test)_set\.csv"
@@ -64,6 +69,11 @@ _CASE_RE = re.compile(
 )
 _LISTING_WHERE_RE = re.compile(r"^([^/\\:]+ line \d+)(?:: (.*))?$", re.DOTALL)
 _PATIENT_RE = re.compile(r"\bP_\d{3,}\b")
+# ChestX-ray14: image names PPPPPPPP_FFF.png and bare 8-digit patient ids
+# (always zero-padded: the largest is 00030805), and "patient 12" / "Patient
+# ID 12" as its adapter's listing problems quote them.
+_CXR_ID_RE = re.compile(r"(?<![0-9A-Za-z.])000\d{5}(?![0-9A-Za-z])")
+_PATIENT_NUMBER_RE = re.compile(r"\b([Pp]atient(?: ID)?) (\d+)\b")
 _UID_RE = re.compile(r"\b\d+(?:\.\d+){4,}\b")
 
 
@@ -127,7 +137,16 @@ def _scrub(text: str, originals: list[tuple[str, str]], salt: bytes) -> str:
         if len(original) >= 3 and original != redacted:
             text = text.replace(original, redacted)
     text = _PATIENT_RE.sub(lambda m: "p" + patient_key(m.group(0), salt)[:12], text)
+    text = _CXR_ID_RE.sub(lambda m: _patient_hash(str(int(m.group(0))), salt), text)
+    text = _PATIENT_NUMBER_RE.sub(
+        lambda m: f"{m.group(1)} {_patient_hash(m.group(2), salt)}", text
+    )
     return _UID_RE.sub(lambda m: _component_hash(m.group(0), salt), text)
+
+
+def _patient_hash(patient_id: str, salt: bytes) -> str:
+    """``p`` + 12 hex digits of the salted patient key of a numeric id."""
+    return "p" + patient_key(patient_id, salt)[:12]
 
 
 def redact_reject(

@@ -3,9 +3,16 @@
 Ingest calls :func:`encode_example`; training, the evaluator and the serving
 signatures call :func:`parse_example` then :func:`decode_image`, so every
 stage sees the same pixels.
+
+Multi-label records (ChestX-ray14) also carry :data:`features.LABELS`, one
+0/1 per label name (the names are in the ingest's ``summary.json``,
+``label_names``); binary records do not, and :func:`parse_example` reads
+them only when asked (``num_labels``), so the binary readers are unchanged.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +30,27 @@ FEATURE_SPEC = {
 }
 # The image is required: a record without one is an error, not a blank image.
 FEATURE_SPEC[F.IMAGE] = tf.io.FixedLenFeature([], tf.string)
+
+
+def multi_label_spec(num_labels: int) -> dict[str, tf.io.FixedLenFeature]:
+    """:data:`FEATURE_SPEC` plus ``labels``, ``num_labels`` int64 values.
+
+    A record without ``labels`` (a binary record) parses to ``num_labels``
+    times -1; one with another number of labels fails to parse.
+
+    Raises:
+        ValueError: if ``num_labels`` is not a positive integer.
+    """
+    if not isinstance(num_labels, int) or isinstance(num_labels, bool):
+        raise ValueError(f"num_labels must be an integer. Received: {num_labels!r}")
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be positive. Received: {num_labels}")
+    return {
+        **FEATURE_SPEC,
+        F.LABELS: tf.io.FixedLenFeature(
+            [num_labels], tf.int64, default_value=[-1] * num_labels
+        ),
+    }
 
 
 def encode_png16(image: np.ndarray) -> bytes:
@@ -75,6 +103,10 @@ def _int(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
 
+def _ints(values: Sequence[int]) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+
 def encode_example(
     image: np.ndarray,
     *,
@@ -85,6 +117,7 @@ def encode_example(
     laterality: str = "",
     density: str = "",
     dataset: str = "",
+    labels: Sequence[int] = (),
 ) -> bytes:
     """Serializes one image record as a tf.Example.
 
@@ -94,15 +127,22 @@ def encode_example(
         patient_key: salted hash of the patient (never the identifier itself).
         image_key: salted hash identifying the source image.
         view, laterality, density, dataset: slicing metadata ('' if unknown).
+        labels: the multi-hot labels of a multi-label data set (0/1 each),
+            written as ``labels`` only when not empty: a binary record's bytes
+            do not change.
 
     Returns:
         The serialized ``tf.train.Example``.
 
     Raises:
-        ValueError: for a label other than 0/1 or an invalid image.
+        ValueError: for a label other than 0/1, labels other than 0/1, or an
+            invalid image.
     """
     if label not in (0, 1):
         raise ValueError(f"label must be 0 or 1. Received: label={label!r}")
+    labels = list(labels)
+    if any(v not in (0, 1) for v in labels):
+        raise ValueError(f"labels must be 0 or 1 each. Received: labels={labels!r}")
     png = encode_png16(image)
     h, w = np.asarray(image).shape
     feats = {
@@ -117,16 +157,30 @@ def encode_example(
         F.DENSITY: _bytes(density),
         F.DATASET: _bytes(dataset),
     }
+    if labels:
+        feats[F.LABELS] = _ints(int(v) for v in labels)
     example = tf.train.Example(features=tf.train.Features(feature=feats))
     return example.SerializeToString()
 
 
-def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Parses serialized tf.Examples (a scalar or a 1-D batch) with FEATURE_SPEC."""
+def parse_example(
+    serialized: tf.Tensor, num_labels: int | None = None
+) -> dict[str, tf.Tensor]:
+    """Parses serialized tf.Examples (a scalar or a 1-D batch).
+
+    Args:
+        serialized: the records.
+        num_labels: ``None`` (binary readers) parses :data:`FEATURE_SPEC`
+            and ignores ``labels``; a number (``len`` of the summary's
+            ``label_names``) also reads ``labels`` as ``[num_labels]`` (or
+            ``[batch, num_labels]``) int64, -1s for a record without them
+            (see :func:`multi_label_spec`).
+    """
+    spec = FEATURE_SPEC if num_labels is None else multi_label_spec(num_labels)
     serialized = tf.convert_to_tensor(serialized, dtype=tf.string)
     if serialized.shape.rank == 0:
-        return tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    return tf.io.parse_example(serialized, FEATURE_SPEC)
+        return tf.io.parse_single_example(serialized, spec)
+    return tf.io.parse_example(serialized, spec)
 
 
 def decode_image(png: tf.Tensor) -> tf.Tensor:
