@@ -160,7 +160,9 @@ def encode_example(
     if labels:
         feats[F.LABELS] = _ints(int(v) for v in labels)
     example = tf.train.Example(features=tf.train.Features(feature=feats))
-    return example.SerializeToString()
+    # deterministic: the feature map in key order, so one image gives the same
+    # bytes in every process (map order otherwise varies from run to run).
+    return example.SerializeToString(deterministic=True)
 
 
 def parse_example(

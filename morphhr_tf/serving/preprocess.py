@@ -67,4 +67,4 @@ def example_bytes(pixels: np.ndarray) -> bytes:
     """A serialized ``tf.Example`` holding only the image (``serving_default``)."""
     feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(pixels)]))
     example = tf.train.Example(features=tf.train.Features(feature={F.IMAGE: feature}))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)

@@ -53,3 +53,26 @@ def test_encode_rejects_bad_input():
         )
     with pytest.raises(ValueError, match="must lie in"):
         encode_example(np.full((4, 4), 2.0), label=0, patient_key="", image_key="")
+
+
+def test_one_image_encodes_to_the_same_bytes_in_every_process():
+    """The feature map is serialized in key order (``deterministic=True``):
+    without it, protobuf's map order, and so the record bytes, vary between
+    processes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, numpy as np;"
+        "from morphhr_tf.data.tfrecord_codec import encode_example;"
+        "img = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8);"
+        "print(hashlib.sha256(encode_example(img, label=1, patient_key='p',"
+        " image_key='i', view='CC', laterality='L', labels=(0, 1))).hexdigest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(3)
+    }
+    assert len(digests) == 1, digests
