@@ -71,6 +71,11 @@ def patient_key(patient_id: str, salt: str | bytes | None = None) -> str:
     return salted_hash("patient:" + str(patient_id), salt)
 
 
+def study_key(study_uid: str, salt: str | bytes | None = None) -> str:
+    """The salted key of a study (StudyInstanceUID; HMAC-SHA256 hex): an exam."""
+    return salted_hash("study:" + str(study_uid), salt)
+
+
 def image_key(image_id: str, salt: str | bytes | None = None) -> str:
     """The salted key of an image identity (HMAC-SHA256 hex)."""
     return salted_hash("image:" + str(image_id), salt)

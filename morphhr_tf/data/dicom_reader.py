@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from morphhr_tf.data import fileio
+from morphhr_tf.data import deid, fileio
 from morphhr_tf.data.dicom_header import (
     DicomRejected,
     _check_deflated,
@@ -85,6 +85,17 @@ def _laterality_from_header(ds: Any) -> str:
         if lat:
             return lat
     return ""
+
+
+def _salted_keys(ds: Any, salt: str | bytes) -> dict[str, str]:
+    """``patient_key`` and ``study_key``: salted hashes of PatientID and
+    StudyInstanceUID (``""`` when the tag is absent or empty)."""
+    patient = _text(_get(ds, "PatientID"))
+    study = _text(_get(ds, "StudyInstanceUID"))
+    return {
+        "patient_key": deid.patient_key(patient, salt) if patient else "",
+        "study_key": deid.study_key(study, salt) if study else "",
+    }
 
 
 def _pixel_spacing(ds: Any) -> tuple[float, float] | None:
@@ -273,6 +284,7 @@ def read_mammogram(
     *,
     modalities: Iterable[str] | None = DEFAULT_MODALITIES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    salt: str | bytes | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Reads a single-frame monochrome DICOM image.
 
@@ -283,6 +295,12 @@ def read_mammogram(
             ``("CR", "DX")`` for chest X-rays, or ``None`` to accept any).
         max_pixels: the largest Rows x Columns accepted, checked before the
             pixel data is decoded (default 200 MP).
+        salt: when given (resolved by :func:`morphhr_tf.data.deid.resolve_salt`,
+            so ``""`` means ``$MORPHHR_SALT``), ``meta`` also holds
+            ``patient_key`` (:func:`~morphhr_tf.data.deid.patient_key` of the
+            PatientID) and ``study_key`` (``HMAC(salt, "study:" + UID)`` of the
+            StudyInstanceUID), ``""`` for an absent or empty tag. Default
+            ``None``: no keys.
 
     Returns:
         ``(image, meta)``: ``image`` is float32 H x W in [0, 1] with bright =
@@ -290,7 +308,7 @@ def read_mammogram(
         ``pixel_spacing`` (row, column mm or None), ``manufacturer``,
         ``modality``, ``photometric_interpretation``, ``transfer_syntax``,
         ``voi``, ``rows``, ``columns``, ``bits_stored``. No patient identifier
-        is ever copied into ``meta``.
+        is ever copied into ``meta``: only their salted keys, on request.
 
     Raises:
         DicomRejected: the file is unreadable or not a single-frame monochrome
@@ -313,11 +331,14 @@ def read_mammogram(
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _read(path, mods, max_pixels)
+        return _read(path, mods, max_pixels, salt)
 
 
 def _read(
-    path: str | os.PathLike, mods: tuple[str, ...] | None, max_pixels: int
+    path: str | os.PathLike,
+    mods: tuple[str, ...] | None,
+    max_pixels: int,
+    salt: str | bytes | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     ds = _open(path, max_pixels)
     try:
@@ -361,4 +382,6 @@ def _read(
         "columns": geometry["columns"],
         "bits_stored": geometry["bits_stored"],
     }
+    if salt is not None:
+        meta.update(_salted_keys(ds, salt))
     return image, meta

@@ -1,12 +1,34 @@
 """Markdown evaluation report from prediction CSVs, with plots.
 
     python -m morphhr_tf.evaluation.report --predictions a.csv [b.csv ...] --out DIR
+    python -m morphhr_tf.evaluation.report --predictions predictions.csv \\
+        --labels labels.csv --out DIR [--exam-by patient]
 
 Each CSV has a ``label`` column (0/1) and a ``probability`` (or ``score``)
 column; an ``image_key`` or ``path`` column, when present in every file, pairs
 the rows of different models for DeLong's test (otherwise rows are paired by
 position and the labels must agree). The first file is the reference model.
 Writes ``DIR/report.md`` and ``roc.png``, ``pr.png``, ``calibration.png``.
+
+``--labels`` takes the predict CLI's CSVs (:mod:`morphhr_tf.serving.predict`)
+as they are, with the labels in a separate CSV (columns ``label`` and
+``image_key`` or ``path``). The join key is the first of ``image_key``,
+``path`` that both files have (paths are compared after
+``os.path.normpath``, so write them as the predict CLI was given them). A
+labels file may list a case twice with the same label; different labels for
+one case are an error. Nothing is dropped silently: rows the predict CLI
+rejected (``status`` other than ``ok``), predictions without a label and
+labels without a prediction are counted in the report and listed, with the
+reason, in ``DIR/left_out.csv`` (which names cases by their join key, so it is
+as local as the predictions CSV; the report itself holds only counts).
+
+When the predictions carry ``patient_key`` and ``laterality`` (the predict
+CLI's CSV), the report adds AUC with its 95% CI at image, breast and exam
+level (:mod:`morphhr_tf.evaluation.aggregate`: breast mean and max; exam
+max over breasts of the breast means, mean and max; a breast or exam is
+positive if any of its images is). ``--exam-by study`` (default) makes an
+exam one patient's study, ``patient`` all of a patient's images. Images
+without a patient key or laterality count at image level only.
 """
 
 from __future__ import annotations
@@ -18,23 +40,122 @@ import sys
 
 import numpy as np
 
+from morphhr_tf.evaluation import aggregate, plots
 from morphhr_tf.evaluation import metrics as M
-from morphhr_tf.evaluation import plots
 
 _SCORE_COLUMNS = ("probability", "score")
 _KEY_COLUMNS = ("image_key", "path")
+_LEVELS = (  # (level, aggregate score), recommended first
+    ("breast", "mean"),
+    ("breast", "max"),
+    ("exam", "max_breast_mean"),
+    ("exam", "mean"),
+    ("exam", "max"),
+)
 
 
-def read_predictions(path: str) -> dict:
-    """Reads one predictions CSV into ``{"labels", "scores", "keys"}``.
+def _read_rows(path: str, what: str) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: no {what} rows.")
+    return rows
+
+
+def _case_key(row: dict[str, str], column: str) -> str:
+    value = (row.get(column) or "").strip()
+    return os.path.normpath(value) if column == "path" and value else value
+
+
+def read_labels(path: str) -> tuple[dict[str, int], list[str]]:
+    """Reads a labels CSV: ``({case key: 0/1}, key columns present)``.
+
+    Raises:
+        ValueError: naming the file for missing columns, a label other than
+            0/1, an empty key, or one case with two different labels.
+    """
+    rows = _read_rows(path, "label")
+    columns = [c for c in _KEY_COLUMNS if c in rows[0]]
+    if "label" not in rows[0] or not columns:
+        raise ValueError(
+            f"{path}: needs a 'label' column and one of {_KEY_COLUMNS}. "
+            f"Received columns: {sorted(rows[0])}"
+        )
+    labels: dict[str, int] = {}
+    for i, row in enumerate(rows, start=2):
+        key = _case_key(row, columns[0])
+        text = (row["label"] or "").strip()
+        if not key or text not in ("0", "1"):
+            raise ValueError(
+                f"{path}, line {i}: needs a {columns[0]} and a 0/1 label. "
+                f"Received: label={text!r}"
+            )
+        if labels.setdefault(key, int(text)) != int(text):
+            raise ValueError(f"{path}, line {i}: {key!r} has labels 0 and 1.")
+    return labels, columns
+
+
+def _join(rows: list[dict], labels_path: str, path: str) -> tuple[list, list]:
+    """Prediction rows with their labels, and ``(key, reason)`` left out."""
+    labels, label_columns = read_labels(labels_path)
+    column = next((c for c in label_columns if c in rows[0]), None)
+    if column is None:
+        raise ValueError(
+            f"{path} and {labels_path} share no key column {_KEY_COLUMNS}. "
+            f"Received columns: {sorted(rows[0])} and {label_columns}"
+        )
+    joined, left_out, seen = [], [], set()
+    for i, row in enumerate(rows, start=2):
+        key = _case_key(row, column)
+        if key in seen:
+            raise ValueError(f"{path}, line {i}: {column} {key!r} is listed twice.")
+        seen.add(key)
+        status = (row.get("status") or "ok").strip()
+        if status != "ok":
+            reason = (row.get("reason") or "").strip()
+            left_out.append((key, f"{status} by predict: {reason}".strip(": ")))
+        elif key not in labels:
+            left_out.append((key, "no label"))
+        else:
+            joined.append({**row, "label": str(labels[key])})
+    left_out += [(k, "no prediction") for k in labels if k not in seen]
+    if not joined:
+        raise ValueError(
+            f"no scored prediction in {path} has a label in {labels_path} "
+            f"(joined on {column}; {len(left_out)} cases left out)."
+        )
+    return joined, left_out
+
+
+def read_predictions(path: str, labels: str | None = None) -> dict:
+    """Reads one predictions CSV into ``{"labels", "scores", "keys", "rows",
+    "left_out"}``.
+
+    Args:
+        path: a predictions CSV (with a ``label`` column unless ``labels``).
+        labels: a labels CSV to join (see the module docstring).
+
+    Returns:
+        ``labels``/``scores`` arrays and ``keys`` (or None) of the scored,
+        labelled cases, their ``rows`` (dicts with ``label``), and
+        ``left_out``: ``(key, reason)`` for every case not used.
 
     Raises:
         ValueError: naming the file and what is missing or malformed.
     """
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path}: no prediction rows.")
+    rows = _read_rows(path, "prediction")
+    left_out: list[tuple[str, str]] = []
+    if labels is not None:
+        rows, left_out = _join(rows, labels, path)
+    elif "status" in rows[0]:  # the predict CLI's CSV with a label column
+        left_out = [
+            (r.get("path", ""), f"{r['status']} by predict")
+            for r in rows
+            if r["status"] != "ok"
+        ]
+        rows = [r for r in rows if r["status"] == "ok"]
+        if not rows:
+            raise ValueError(f"{path}: no scored prediction rows.")
     columns = rows[0].keys()
     score_col = next((c for c in _SCORE_COLUMNS if c in columns), None)
     if "label" not in columns or score_col is None:
@@ -43,18 +164,20 @@ def read_predictions(path: str) -> dict:
             f"Received columns: {sorted(columns)}"
         )
     key_col = next((c for c in _KEY_COLUMNS if c in columns), None)
-    labels, scores, keys = [], [], []
+    labels_, scores, keys = [], [], []
     for i, row in enumerate(rows, start=2):
         try:
-            labels.append(int(row["label"]))
+            labels_.append(int(row["label"]))
             scores.append(float(row[score_col]))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}, line {i}: {e}") from e
-        keys.append(row[key_col] if key_col else None)
+        keys.append(_case_key(row, key_col) if key_col else None)
     return {
-        "labels": np.asarray(labels),
+        "labels": np.asarray(labels_),
         "scores": np.asarray(scores),
         "keys": keys if key_col else None,
+        "rows": rows,
+        "left_out": left_out,
     }
 
 
@@ -81,8 +204,129 @@ def _align(reference: dict, other: dict, name: str) -> np.ndarray:
     return other["scores"][order]
 
 
-def build_report(paths: list[str], out_dir: str, names: list[str] | None = None) -> str:
-    """Writes the markdown report and plots; returns the report's path."""
+def _auc_cell(labels: list[int], scores: list[float]) -> tuple[int, int, str]:
+    """``(cases, positives, "AUC [CI]" or "n/a (why)")``."""
+    try:
+        cell = str(M.auc_with_ci(labels, scores))
+    except ValueError as e:  # a single class or no cases at this level
+        cell = f"n/a ({e})"
+    return len(labels), int(sum(labels)), cell
+
+
+def level_aucs(rows: list[dict], exam_by: str = "study") -> list[tuple]:
+    """AUC with 95% CI at image, breast and exam level.
+
+    Args:
+        rows: scored, labelled per-image rows with ``patient_key``,
+            ``study_key``, ``laterality`` (:mod:`~morphhr_tf.evaluation.aggregate`).
+        exam_by: ``study`` or ``patient``.
+
+    Returns:
+        ``[(level, score, cases, positives, "AUC [CI]")]``: image; breast
+        mean and max; exam max over breasts of the breast means, mean and max.
+        Images without a patient key or laterality count at image level only.
+    """
+    score_col = next(c for c in _SCORE_COLUMNS if c in rows[0])
+    image = _auc_cell(
+        [int(r["label"]) for r in rows], [float(r[score_col]) for r in rows]
+    )
+    levels = [("image", score_col, *image)]
+    used, _ = aggregate.partition_rows(rows)
+    for level, how in _LEVELS:
+        fn = aggregate.breast_scores if level == "breast" else aggregate.exam_scores
+        agg = fn(used, how, exam_by=exam_by) if used else []
+        recommended = (level, how) in (
+            ("breast", aggregate.RECOMMENDED_BREAST_SCORE),
+            ("exam", aggregate.RECOMMENDED_EXAM_SCORE),
+        )
+        name = f"{how} (recommended)" if recommended else how
+        cell = _auc_cell([a["label"] for a in agg], [a["score"] for a in agg])
+        levels.append((level, name, *cell))
+    return levels
+
+
+def _level_lines(data: dict, exam_by: str) -> list[str]:
+    """The AUC-by-level section, for models whose rows carry patient keys."""
+    names = [
+        n
+        for n, d in data.items()
+        if {"patient_key", "laterality"} <= d["rows"][0].keys()
+    ]
+    if not names:
+        return []
+    lines = [
+        "",
+        "## AUC by level",
+        "",
+        "| model | level | score | cases | positives | AUC [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in names:
+        rows = data[name]["rows"]
+        for level in level_aucs(rows, exam_by):
+            lines.append(f"| {name} | " + " | ".join(map(str, level)) + " |")
+        _, out = aggregate.partition_rows(rows)
+        if out:
+            lines.append(
+                f"| {name} | (left out of breast and exam) | | {len(out)} | | "
+                "no patient key or laterality |"
+            )
+    exam = "one patient's study" if exam_by == "study" else "all of a patient's images"
+    lines += [
+        "",
+        f"Breast: an exam's images of one laterality; exam: {exam} (a study "
+        "that is unknown counts as the patient's). A breast or an exam is "
+        "positive if any of its images is.",
+    ]
+    return lines
+
+
+def _left_out_lines(data: dict, out_dir: str) -> list[str]:
+    """Counts of left-out cases per model and reason; lists them in a CSV."""
+    listed = [(n, k, r) for n, d in data.items() for k, r in d["left_out"]]
+    path = os.path.join(out_dir, "left_out.csv")
+    if not listed:
+        if os.path.exists(path):  # a previous report's list
+            os.remove(path)
+        return []
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["model", "key", "reason"])
+        writer.writerows(listed)
+    counts: dict[tuple[str, str], int] = {}
+    for name, _, reason in listed:
+        kind = reason if reason in ("no label", "no prediction") else "not scored"
+        counts[(name, kind)] = counts.get((name, kind), 0) + 1
+    lines = ["", "## Cases left out", "", "| model | reason | cases |"]
+    lines.append("| --- | --- | --- |")
+    lines += [f"| {n} | {r} | {c} |" for (n, r), c in sorted(counts.items())]
+    return lines + ["", "Each is listed, with its reason, in `left_out.csv`."]
+
+
+def build_report(
+    paths: list[str],
+    out_dir: str,
+    names: list[str] | None = None,
+    *,
+    labels: str | None = None,
+    exam_by: str = "study",
+) -> str:
+    """Writes the markdown report and plots; returns the report's path.
+
+    Args:
+        paths: predictions CSVs; the first is the reference model.
+        out_dir: where ``report.md``, the plots and ``left_out.csv`` go.
+        names: one name per model (default: the file names).
+        labels: a labels CSV to join to every predictions CSV.
+        exam_by: ``study`` or ``patient``: what an exam is at exam level.
+
+    Raises:
+        ValueError: for unreadable inputs, unpaired cases, or arguments.
+    """
+    if exam_by not in aggregate.EXAM_BY:
+        raise ValueError(
+            f"exam_by must be one of {aggregate.EXAM_BY}. Received: {exam_by!r}"
+        )
     if not paths:
         raise ValueError("build_report needs at least one predictions CSV.")
     names = names or [os.path.splitext(os.path.basename(p))[0] for p in paths]
@@ -91,7 +335,7 @@ def build_report(paths: list[str], out_dir: str, names: list[str] | None = None)
             f"Received {len(names)} names for {len(paths)} prediction files."
         )
     os.makedirs(out_dir, exist_ok=True)
-    data = {n: read_predictions(p) for n, p in zip(names, paths)}
+    data = {n: read_predictions(p, labels) for n, p in zip(names, paths)}
     ref_name = names[0]
     lines = [
         "# Evaluation report",
@@ -134,8 +378,8 @@ def build_report(paths: list[str], out_dir: str, names: list[str] | None = None)
         "![ROC](roc.png) ![precision-recall](pr.png)",
         "",
         calib,
-        "",
     ]
+    lines += _level_lines(data, exam_by) + _left_out_lines(data, out_dir) + [""]
     report = os.path.join(out_dir, "report.md")
     with open(report, "w") as f:
         f.write("\n".join(lines))
@@ -147,12 +391,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--predictions", nargs="+", required=True)
     parser.add_argument("--names", nargs="+", default=None)
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--labels", default=None, help="labels CSV (label + image_key or path)"
+    )
+    parser.add_argument("--exam-by", default="study", choices=aggregate.EXAM_BY)
     args = parser.parse_args(argv)
     try:
-        path = build_report(args.predictions, args.out, args.names)
+        path = build_report(
+            args.predictions,
+            args.out,
+            args.names,
+            labels=args.labels,
+            exam_by=args.exam_by,
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    left_out = os.path.join(args.out, "left_out.csv")
+    if os.path.exists(left_out):
+        with open(left_out, newline="") as f:
+            n = sum(1 for _ in f) - 1
+        print(f"{n} cases left out (listed in {left_out})", file=sys.stderr)
     print(f"report written to {path}")
     return 0
 

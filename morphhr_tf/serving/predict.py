@@ -1,7 +1,7 @@
 """Batch prediction on DICOM (or PNG) files with an exported MorphHR SavedModel.
 
     python -m morphhr_tf.serving.predict --model SAVED_MODEL_DIR \\
-        --input FILE_OR_DIR --out predictions.csv
+        --input FILE_OR_DIR --out predictions.csv [--no-levels] [--exam-by patient]
 
 ``--model`` is a SavedModel directory or a TF Serving base directory (the
 newest numeric version is used). DICOM files (``.dcm``, ``.dicom``) go
@@ -10,12 +10,35 @@ PNG files (``.png``: already preprocessed images, 8- or 16-bit gray, any
 size) are sent as they are. Both go to the ``predict_png`` signature, whose
 input contract (``docs/deploy.md``) applies.
 
-The CSV has one row per file: ``path,probability,status,reason``; a file that
-cannot be scored (unreadable, not a mammogram, refused by the signature) has
-an empty probability, ``status=rejected`` and the reason, and never stops the
-others. Exit status: 0 when at least one file was scored, 1 (with a message
-on stderr) when files were found but none could be scored, 2 for a usage
-error (no model, no input files). The CSV names your files by their paths:
+The CSV has one row per file: ``path,probability,status,reason,patient_key,
+study_key,laterality,view``; a file that cannot be scored (unreadable, not a
+mammogram, refused by the signature) has an empty probability,
+``status=rejected`` and the reason, and never stops the others.
+``patient_key`` and ``study_key`` are salted hashes of the DICOM's PatientID
+(:func:`morphhr_tf.data.deid.patient_key`) and StudyInstanceUID
+(``HMAC(salt, "study:" + UID)``) under ``$MORPHHR_SALT`` (else the public
+development salt, with a warning); ``laterality`` (``L``/``R``) and ``view``
+come from the header. All four are empty for PNG files and absent tags. No
+raw identifier is written. The patient key hashes the DICOM PatientID, so it
+matches the ingest's ``patient_key`` only where the data set's patient id is
+the PatientID (CBIS-DDSM's ``P_00001`` is not).
+
+With ``--levels`` (the default) two more CSVs are written next to ``--out``
+(``predictions.csv`` -> ``predictions_breast.csv``, ``predictions_exam.csv``):
+one row per breast (an exam's images of one laterality: ``n_images``,
+``views``, mean and max probability) and one row per exam (``n_images``,
+``n_breasts``, mean and max over its images, and the max over its breasts of
+the breast means, the recommended exam score). An exam is one patient's
+study; an image whose study is unknown belongs to its patient's exam.
+``--exam-by patient`` groups all of a patient's images into one exam: use it
+when each image is its own study (CBIS-DDSM's TCIA release does that). The
+definitions are in :mod:`morphhr_tf.evaluation.aggregate`. Rejected images,
+and images without a patient key or laterality, are left out of both files
+(their ``n_images`` count only the images used) and counted on stdout.
+
+Exit status: 0 when at least one file was scored, 1 (with a message on
+stderr) when files were found but none could be scored, 2 for a usage error
+(no model, no input files). The image CSV names your files by their paths:
 it is a local report, not an artifact to share. A progress bar (files read
 and scored) goes to stderr; ``--no-progress`` turns it off.
 """
@@ -32,7 +55,8 @@ import morphhr_tf  # noqa: F401  (runtime policy first)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 PNG_SUFFIXES = (".png",)
-FIELDS = ("path", "probability", "status", "reason")
+HEADER_FIELDS = ("patient_key", "study_key", "laterality", "view")
+FIELDS = ("path", "probability", "status", "reason") + HEADER_FIELDS
 
 
 def error_reason(err: BaseException) -> str:
@@ -90,6 +114,21 @@ def find_dicom_files(path: str) -> list[str]:
     return sorted(found)
 
 
+def _load(
+    path: str, preprocessing: dict, modalities: Sequence[str] | None, salt: bytes
+) -> tuple[bytes, dict[str, str]]:
+    """The PNG to score and the header fields (salted keys, laterality, view)."""
+    from morphhr_tf.serving import preprocess
+
+    if path.lower().endswith(PNG_SUFFIXES):
+        with open(path, "rb") as f:
+            return f.read(), dict.fromkeys(HEADER_FIELDS, "")
+    pixels, meta = preprocess.read_and_preprocess(
+        path, modalities=modalities, salt=salt, **preprocessing
+    )
+    return preprocess.png_bytes(pixels), {k: meta.get(k, "") for k in HEADER_FIELDS}
+
+
 def predict_files(
     model_dir: str,
     files: Sequence[str],
@@ -98,6 +137,7 @@ def predict_files(
     resize_mode: str = "square",
     modalities: Sequence[str] | None = ("MG",),
     progress: bool = False,
+    salt: str | bytes | None = None,
 ) -> list[dict[str, str]]:
     """Predicts every file; returns one row dict per file, in order.
 
@@ -113,9 +153,13 @@ def predict_files(
         resize_mode: ``square`` or ``pad``, as at ingestion (DICOM files).
         modalities: accepted DICOM Modality values (``None``: any).
         progress: show a progress bar (files read and scored) on stderr.
+        salt: salt of the patient and study keys, resolved by
+            :func:`morphhr_tf.data.deid.resolve_salt` (``None``:
+            ``$MORPHHR_SALT``, else the public development salt).
 
     Returns:
-        ``[{"path", "probability", "status", "reason"}]``.
+        ``[{"path", "probability", "status", "reason", "patient_key",
+        "study_key", "laterality", "view"}]`` (:data:`FIELDS`).
 
     Raises:
         ValueError: if ``model_dir`` holds no SavedModel, or ``batch_size``
@@ -125,9 +169,9 @@ def predict_files(
 
     import tensorflow as tf
 
+    from morphhr_tf.data import deid
     from morphhr_tf.data.dicom_reader import DicomRejected
     from morphhr_tf.data.features import PROBABILITY
-    from morphhr_tf.serving import preprocess
     from morphhr_tf.serving.signatures import PNG_INPUT, PREDICT_PNG
 
     if batch_size < 1:
@@ -139,9 +183,13 @@ def predict_files(
             "size to preprocess DICOM files to is unknown. Export it with "
             "morphhr_tf.training.export.export_serving_model."
         )
-    resolution = int(loaded.resolution.numpy())
+    preprocessing = {
+        "image_size": int(loaded.resolution.numpy()),
+        "resize_mode": resize_mode,
+    }
+    key = deid.resolve_salt(salt)
     predict = loaded.signatures[PREDICT_PNG]
-    rows = [{"path": f, "probability": "", "status": "", "reason": ""} for f in files]
+    rows = [dict.fromkeys(FIELDS, "") | {"path": f} for f in files]
     pending: list[tuple[int, bytes]] = []
 
     def score(batch: list[tuple[int, bytes]]) -> None:
@@ -173,23 +221,14 @@ def predict_files(
     )
     for i, path in enumerate(bar):
         try:
-            if path.lower().endswith(PNG_SUFFIXES):
-                with open(path, "rb") as f:
-                    png = f.read()
-            else:
-                pixels = preprocess.preprocess_dicom(
-                    path,
-                    image_size=resolution,
-                    resize_mode=resize_mode,
-                    modalities=modalities,
-                )
-                png = preprocess.png_bytes(pixels)
+            png, header = _load(path, preprocessing, modalities, key)
         except DicomRejected as err:
             rows[i].update(status="rejected", reason=str(err))
             continue
         except Exception as err:  # report, never stop the batch
             rows[i].update(status="rejected", reason=f"{type(err).__name__}: {err}")
             continue
+        rows[i].update(header)
         pending.append((i, png))
         if len(pending) >= batch_size:
             flush()
@@ -197,8 +236,60 @@ def predict_files(
     return rows
 
 
+def level_paths(out: str) -> dict[str, str]:
+    """``{"breast": <out>_breast.csv, "exam": <out>_exam.csv}`` next to ``out``."""
+    root, ext = os.path.splitext(out)
+    return {level: f"{root}_{level}{ext or '.csv'}" for level in ("breast", "exam")}
+
+
+def _write_csv(path: str, fields: Sequence[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_levels(rows: list[dict[str, str]], out: str, exam_by: str = "study") -> str:
+    """Writes the breast and exam CSVs (see the module docstring).
+
+    Args:
+        rows: :func:`predict_files` rows.
+        out: the image CSV's path; the level files go next to it.
+        exam_by: ``study`` or ``patient``
+            (:mod:`morphhr_tf.evaluation.aggregate`).
+
+    Returns:
+        A one-line summary of what was written and left out.
+    """
+    from morphhr_tf.evaluation import aggregate
+
+    used, left_out = aggregate.partition_rows(rows)
+    breasts = aggregate.breast_table(used, exam_by=exam_by)
+    exams = aggregate.exam_table(used, exam_by=exam_by)
+    paths = level_paths(out)
+    _write_csv(paths["breast"], aggregate.BREAST_FIELDS, breasts)
+    _write_csv(paths["exam"], aggregate.EXAM_FIELDS, exams)
+    reasons: dict[str, int] = {}
+    for _, reason in left_out:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+    line = (
+        f"{len(breasts)} breasts, {len(exams)} exams from {len(used)} images "
+        f"({len(left_out)} left out{': ' + why if why else ''}) "
+        f"-> {paths['breast']}, {paths['exam']}"
+    )
+    if exam_by == "study" and len(exams) > 1 and all(e["n_images"] == 1 for e in exams):
+        line += (
+            "\nnote: every exam has a single image (each image is its own study?); "
+            "--exam-by patient groups a patient's images into one exam"
+        )
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (see the module docstring)."""
+    from morphhr_tf.evaluation.aggregate import EXAM_BY
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="SavedModel or serving dir")
     parser.add_argument("--input", required=True, help="DICOM/PNG file or folder")
@@ -206,6 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--resize-mode", default="square", choices=("square", "pad"))
     parser.add_argument("--modalities", default="MG", help="comma-separated, or 'any'")
+    parser.add_argument(
+        "--levels",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also write <out>_breast.csv and <out>_exam.csv (default: on)",
+    )
+    parser.add_argument(
+        "--exam-by",
+        default="study",
+        choices=EXAM_BY,
+        help="an exam is a patient's study (default) or all of a patient's images",
+    )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
     )
@@ -226,16 +329,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(FIELDS))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write_csv(args.out, FIELDS, rows)
     rejected = [r for r in rows if r["status"] == "rejected"]
     print(
         f"{len(rows) - len(rejected)} predicted, {len(rejected)} rejected -> {args.out}"
     )
     for r in rejected:
         print(f"  rejected {r['path']}: {r['reason']}")
+    if args.levels:
+        print(write_levels(rows, args.out, args.exam_by))
     if len(rejected) == len(rows):
         print(
             f"error: none of the {len(rows)} files could be scored; "

@@ -19,6 +19,24 @@ from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE, MammogramPreproces
 from morphhr_tf.data.tfrecord_codec import encode_png16
 
 
+def read_and_preprocess(
+    path: str | os.PathLike,
+    *,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    resize_mode: str = "square",
+    modalities: Iterable[str] | None = DEFAULT_MODALITIES,
+    salt: str | bytes | None = None,
+) -> tuple[np.ndarray, dict]:
+    """:func:`preprocess_dicom`, also returning the reader's safe metadata
+    (laterality, view, ...; with ``salt``, the salted ``patient_key`` and
+    ``study_key``: see :func:`morphhr_tf.data.dicom_reader.read_mammogram`)."""
+    image, meta = read_mammogram(path, modalities=modalities, salt=salt)
+    pixels = MammogramPreprocessor(image_size=image_size, resize_mode=resize_mode)(
+        image, meta.get("laterality", "")
+    )
+    return pixels, meta
+
+
 def preprocess_dicom(
     path: str | os.PathLike,
     *,
@@ -42,10 +60,9 @@ def preprocess_dicom(
     Raises:
         morphhr_tf.data.DicomRejected: for a file ingestion would reject.
     """
-    image, meta = read_mammogram(path, modalities=modalities)
-    return MammogramPreprocessor(image_size=image_size, resize_mode=resize_mode)(
-        image, meta.get("laterality", "")
-    )
+    return read_and_preprocess(
+        path, image_size=image_size, resize_mode=resize_mode, modalities=modalities
+    )[0]
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
