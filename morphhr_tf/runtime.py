@@ -67,6 +67,7 @@ def configure(verbose: bool | None = None) -> None:
         )
     if verbose is None:
         verbose = is_verbose()
+    _library_noise(quiet=not verbose)
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
@@ -80,6 +81,55 @@ def configure(verbose: bool | None = None) -> None:
             absl_logging.set_verbosity(absl_logging.WARNING)
         except ImportError:  # absl is in the lock; tolerate partial installs
             pass
+
+
+#: Messages of the libraries under the pipeline that say nothing to a user of
+#: it, hidden unless ``MORPHHR_VERBOSE=1``: TFX's resolver notes on every run,
+#: TFMA's deprecation notices (through TensorFlow's Python logger, which is
+#: set to ERROR) and its divide-by-zero RuntimeWarning on empty thresholds.
+_QUIET_MESSAGES = ("ArtifactQuery.property_predicate is not supported",)
+_TFMA_WARNINGS = ("ignore", r".*", RuntimeWarning, r"tensorflow_model_analysis\..*")
+
+
+class _DropMessages(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in _QUIET_MESSAGES)
+
+
+_DROP = _DropMessages()
+
+
+def _library_noise(quiet: bool) -> None:
+    """Hides (``quiet``) or shows the messages of :data:`_QUIET_MESSAGES`,
+    TensorFlow's Python warnings and TFMA's RuntimeWarnings.
+
+    TensorFlow's C++ start-up lines ("All log messages before
+    absl::InitializeLog()", oneDNN, cuInit) are printed while TensorFlow
+    loads and ignore ``TF_CPP_MIN_LOG_LEVEL`` in TF 2.19+
+    (tensorflow/tensorflow#100442): they are not filtered here.
+    """
+    import warnings
+
+    action, message, category, module = _TFMA_WARNINGS
+    tf_logger, absl_logger = logging.getLogger("tensorflow"), logging.getLogger("absl")
+    if quiet:
+        tf_logger.setLevel(logging.ERROR)
+        if _DROP not in absl_logger.filters:
+            absl_logger.addFilter(_DROP)
+        warnings.filterwarnings(action, message, category, module)
+        return
+    tf_logger.setLevel(logging.NOTSET)
+    absl_logger.removeFilter(_DROP)
+    warnings.filters[:] = [
+        f
+        for f in warnings.filters
+        if not (
+            f[0] == action
+            and f[2] is category
+            and getattr(f[3], "pattern", f[3]) == module
+        )
+    ]
 
 
 def beam_pipeline_args(num_workers: int = 1) -> list[str]:

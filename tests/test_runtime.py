@@ -74,3 +74,53 @@ def test_beam_args_reject_bad_worker_counts(bad):
 def test_beam_args_name_the_offline_runner():
     assert "--runner=FnApiRunner" in runtime.beam_pipeline_args(1)
     assert "--direct_running_mode=multi_processing" in runtime.beam_pipeline_args(2)
+
+
+def test_library_noise_is_hidden_unless_verbose(monkeypatch):
+    import logging
+    import warnings
+
+    class Keep(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    absl_logger, keep = logging.getLogger("absl"), Keep()
+    absl_logger.addHandler(keep)
+    noisy = "ArtifactQuery.property_predicate is not supported."
+
+    def tfma_warning():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn_explicit(
+                "invalid value encountered in divide",
+                RuntimeWarning,
+                "confusion_matrix_metrics.py",
+                576,
+                module="tensorflow_model_analysis.metrics.confusion_matrix_metrics",
+            )
+        return len(caught)
+
+    try:
+        monkeypatch.delenv(runtime.VERBOSE_ENV, raising=False)
+        runtime.configure()
+        absl_logger.warning(noisy)
+        absl_logger.warning("a real problem")
+        assert keep.messages == ["a real problem"]
+        assert logging.getLogger("tensorflow").level == logging.ERROR
+        with warnings.catch_warnings():
+            runtime.configure()  # filters are installed inside this block
+            assert tfma_warning() == 0
+
+        monkeypatch.setenv(runtime.VERBOSE_ENV, "1")
+        runtime.configure()
+        absl_logger.warning(noisy)
+        assert keep.messages[-1] == noisy
+        assert logging.getLogger("tensorflow").level == logging.NOTSET
+        assert tfma_warning() == 1
+    finally:
+        absl_logger.removeHandler(keep)
+        monkeypatch.delenv(runtime.VERBOSE_ENV, raising=False)
+        runtime.configure()

@@ -169,6 +169,9 @@ def fit(
         epochs=epochs,
         validation_data=val_data if val_steps else None,
         validation_steps=val_steps or None,
+        # The datasets are shuffled by the input pipeline; Keras' default
+        # shuffle=True only warns that it ignores itself for a tf.data input.
+        shuffle=False,
         callbacks=[
             keras.callbacks.TensorBoard(
                 log_dir=log_dir, update_freq=tensorboard_every(steps)
