@@ -24,5 +24,9 @@ INT_FEATURES = (HEIGHT, WIDTH, LABEL)
 # Slicing columns the evaluator reports on.
 SLICE_FEATURES = (VIEW, LATERALITY, DENSITY)
 
-# Output key of every serving signature.
+# Output key of every serving signature of a binary model ([N, 1]).
 PROBABILITY = "probability"
+# Output key of a multi-label model's signatures: [N, L] probabilities, one
+# column per label name (in the order of ``label_names``). The signatures
+# also return each column under its label name ([N, 1] each).
+PROBABILITIES = "probabilities"
