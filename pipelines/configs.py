@@ -26,6 +26,32 @@ from morphhr_tf.training.config import (
 PIPELINE_NAME = "morphhr"
 
 
+def for_source(profile: Profile, source: str) -> Profile:
+    """``profile`` with the training task its data source needs.
+
+    A multi-label source (ChestX-ray14) trains ``task="multilabel"`` on its
+    label names, balanced per label in the loss (``class_weight``: the
+    binary task's class-balanced sampling does not apply); the binary
+    sources leave the profile as it is. Pure.
+    """
+    from morphhr_tf.data.adapters import label_names
+
+    names = label_names(source)
+    if not names:
+        return profile
+    training = dataclasses.replace(
+        profile.training,
+        task="multilabel",
+        label_names=",".join(names),
+        balance=(
+            "class_weight"
+            if profile.training.balance == "sample"
+            else profile.training.balance
+        ),
+    )
+    return dataclasses.replace(profile, training=training)
+
+
 @dataclasses.dataclass(frozen=True)
 class IngestConfig:
     """The DicomExampleGen's options.

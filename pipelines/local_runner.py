@@ -9,6 +9,13 @@ cores) and prints a summary. Component caching is on: a rerun reuses finished
 work. Real data: ``--data-root DIR --source cbis_ddsm|rsna|vindr`` or
 ``--source csv --manifest FILE``; ``--profile gpu`` for GPU-sized runs.
 
+``--source chestxray14`` runs the multi-label task (ChestX-ray14's 14
+findings, one sigmoid each; the blessing gates the mean AUC): on the NIH
+download with ``--data-root DIR``, or without it on a generated synthetic
+tree in the NIH layout (every finding equally frequent, so a small set holds
+positives of each; the real frequencies are ``morphhr-synthetic-cxr14
+--frequencies nih``).
+
 Layout of ``--work-dir``: ``pipeline_root/<pipeline>/`` (the artifacts),
 ``metadata.sqlite`` (ML Metadata), ``serving_model/<pipeline>/`` (pushed
 models) and ``private/`` (``rejects_private.csv``: the map from the redacted
@@ -41,11 +48,14 @@ from tfx import v1 as tfx  # noqa: E402
 
 import morphhr_tf  # noqa: E402,F401  (runtime policy first)
 from components.dicom_example_gen.executor import PRIVATE_DIR_ENV  # noqa: E402
+from morphhr_tf.data.adapters import SOURCES  # noqa: E402
 from pipelines import configs  # noqa: E402
 from pipelines import pipeline as pipeline_lib  # noqa: E402
 from pipelines.summary import format_summary, summarize  # noqa: E402
 
 SYNTHETIC_SEED = 0
+# The sources with a synthetic default (no --data-root).
+SYNTHETIC_SOURCES = ("cbis_ddsm", "chestxray14")
 PRIVATE_DIR = "private"  # under --work-dir, outside the pipeline root
 _SYNTHETIC_DONE = ".morphhr_synthetic.json"
 
@@ -64,40 +74,57 @@ def ensure_synthetic_data(
     rows: int,
     seed: int = SYNTHETIC_SEED,
     fine_detail: bool = True,
+    source: str = "cbis_ddsm",
 ) -> dict:
     """Generates the synthetic data set into ``data_root`` unless it is there.
 
-    A marker file records the generation arguments; a data set made with
-    other arguments is regenerated.
+    ``source`` is ``cbis_ddsm`` (mammograms ``rows`` px tall) or
+    ``chestxray14`` (chest radiographs ``rows`` px square, every finding
+    equally frequent). A marker file records the generation arguments; a
+    data set made with other arguments is regenerated.
     """
-    from morphhr_tf.synthetic.cbis_ddsm import generate
-
     marker = os.path.join(data_root, _SYNTHETIC_DONE)
-    wanted = {
-        "patients": patients,
-        "rows": rows,
-        "seed": seed,
-        "fine_detail": fine_detail,
-    }
+    wanted = {"patients": patients, "rows": rows, "seed": seed, "source": source}
+    if source == "cbis_ddsm":
+        wanted["fine_detail"] = fine_detail
     if os.path.exists(marker):
         with open(marker) as f:
             done = json.load(f)
-        if {k: done.get(k) for k in wanted} == wanted:
+        if {
+            k: done.get(k, "cbis_ddsm" if k == "source" else None) for k in wanted
+        } == wanted:
             return done
-    info = generate(
-        data_root,
-        patients=patients,
-        seed=seed,
-        rows=rows,
-        fine_detail=fine_detail,
-        progress=True,
-    )
+    if source == "chestxray14":
+        from morphhr_tf.synthetic.chestxray14 import generate as generate_chests
+
+        info = generate_chests(
+            data_root,
+            patients=patients,
+            seed=seed,
+            size=rows,
+            frequencies="uniform",
+            progress=True,
+        )
+        info.pop("boxes", None)  # long; BBox_List_2017.csv has them
+        what = f"chest radiographs ({rows} px square)"
+    else:
+        from morphhr_tf.synthetic.cbis_ddsm import generate
+
+        info = generate(
+            data_root,
+            patients=patients,
+            seed=seed,
+            rows=rows,
+            fine_detail=fine_detail,
+            progress=True,
+        )
+        what = f"mammograms ({rows} px tall)"
     info.update(wanted)
     with open(marker, "w") as f:
         json.dump(info, f, indent=2)
     print(
-        f"Generated {info.get('images')} synthetic mammograms of {patients} patients "
-        f"({rows} px tall) in {info.get('seconds')} s under {data_root}"
+        f"Generated {info.get('images')} synthetic {what} of {patients} patients "
+        f"in {info.get('seconds')} s under {data_root}"
     )
     return info
 
@@ -130,7 +157,7 @@ def resolve_profile(args: argparse.Namespace) -> configs.Profile:
         ValueError: for a value the profile's configs refuse (e.g. a
             ``--resolution`` that is no multiple of ``--base-resolution``).
     """
-    profile = configs.PROFILES[args.profile]
+    profile = configs.for_source(configs.PROFILES[args.profile], args.source)
     training = profile.training
     resolution = args.resolution or training.resolution
     overrides = {
@@ -182,12 +209,13 @@ def run(args: argparse.Namespace) -> dict:
     if manifest:
         source = "csv"
     if not data_root and not manifest:
-        source = "cbis_ddsm"
-        data_root = os.path.join(work_dir, "data", "synthetic_cbis_ddsm")
+        source = source if source in SYNTHETIC_SOURCES else "cbis_ddsm"
+        data_root = os.path.join(work_dir, "data", f"synthetic_{source}")
         ensure_synthetic_data(
             data_root,
             patients=profile.synthetic_patients,
             rows=profile.synthetic_rows,
+            source=source,
         )
 
     pipeline_name = args.pipeline_name
@@ -237,9 +265,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--work-dir", default=os.path.join(os.getcwd(), "morphhr_work"))
     parser.add_argument("--data-root", default=None, help="real data set root")
-    parser.add_argument(
-        "--source", default="cbis_ddsm", choices=("cbis_ddsm", "csv", "rsna", "vindr")
-    )
+    parser.add_argument("--source", default="cbis_ddsm", choices=SOURCES)
     parser.add_argument("--manifest", default=None, help="CSV manifest (source csv)")
     parser.add_argument("--profile", default="cpu", choices=sorted(configs.PROFILES))
     parser.add_argument("--model", default="morphhr", choices=("morphhr", "resnet18"))

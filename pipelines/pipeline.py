@@ -240,7 +240,8 @@ def create_pipeline(
         data_root: the data set root (``csv``: may be '' with ``manifest``).
         serving_model_dir: the Pusher's filesystem destination; models land
             in ``<serving_model_dir>/<version>/`` (TF Serving's layout).
-        source: ``cbis_ddsm``, ``csv``, ``rsna`` or ``vindr``.
+        source: ``cbis_ddsm``, ``csv``, ``rsna``, ``vindr`` or
+            ``chestxray14`` (multi-label: train with ``task="multilabel"``).
         manifest: the CSV manifest for ``source="csv"``.
         image_size: the stored image size of the ingested examples.
         eval_fraction: fraction of training patients held out for eval.
@@ -253,7 +254,8 @@ def create_pipeline(
             (passed as ``to_custom_config()``) or a ``custom_config`` dict,
             validated here and passed as given
             (:mod:`morphhr_tf.training.config`).
-        auc_lower_bound: overall eval AUC needed for the blessing.
+        auc_lower_bound: overall eval AUC needed for the blessing (the
+            multilabel task: the mean AUC over the labels).
         max_auc_regression: allowed AUC drop versus the last blessed model.
         warm_start: feed the latest trained model to the Trainer's
             ``base_model`` (and set ``pretrained="base_model"``).
@@ -296,9 +298,12 @@ def create_pipeline(
         example_gen = example_gen.with_beam_pipeline_args(ingest_beam_args)
     components: list[Any] = [example_gen]
 
+    custom_config = _custom_config(training_config)
+    # The multilabel task's label names, for the Evaluator's per-label AUCs.
+    label_names = TrainingConfig.from_custom_config(custom_config).label_list
     components += _training(
         example_gen,
-        _custom_config(training_config),
+        custom_config,
         train_steps=train_steps,
         eval_steps=eval_steps,
         warm_start=warm_start,
@@ -307,7 +312,11 @@ def create_pipeline(
     components += _evaluation_and_push(
         example_gen,
         trainer,
-        make_eval_config(auc_lower_bound, max_auc_regression=max_auc_regression),
+        make_eval_config(
+            auc_lower_bound,
+            max_auc_regression=max_auc_regression,
+            label_names=label_names or None,
+        ),
         serving_model_dir,
     )
 

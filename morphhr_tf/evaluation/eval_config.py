@@ -13,6 +13,14 @@ read from the same examples:
   baseline (the last blessed model) beyond ``max_auc_regression``. The gate is
   a per-slice threshold on the overall slice only (``MetricConfig.threshold``
   would gate every slice); small slices are reported, never gated.
+
+A multi-label model (``label_names`` given: ChestX-ray14's findings) is
+evaluated on its ``probabilities`` output against the records' multi-hot
+``labels``: AUC, AUC-PR, mean label and mean prediction per label
+(``binarize`` over the class ids, keys ``classId:j`` in label-name order),
+and the blessing gates the macro-averaged AUC, the mean over the labels, on
+the overall slice (a second ``MetricsSpec`` that only aggregates, so no
+single finding's AUC is gated).
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 
 from morphhr_tf.data import features as F
@@ -35,7 +42,8 @@ def make_eval_config(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     slice_features: Sequence[str] = F.SLICE_FEATURES,
     signature_name: str = "serving_default",
-) -> tfma.EvalConfig:
+    label_names: Sequence[str] | None = None,
+) -> config_pb2.EvalConfig:
     """Builds the Evaluator's config.
 
     Args:
@@ -45,9 +53,10 @@ def make_eval_config(
         thresholds: decision thresholds for precision and recall.
         slice_features: feature keys sliced on, one at a time.
         signature_name: the SavedModel signature TFMA calls.
+        label_names: a multi-label model's label names (``None``: binary).
 
     Returns:
-        A ``tfma.EvalConfig``.
+        A ``config_pb2.EvalConfig``.
 
     Raises:
         ValueError: for a bound outside [0, 1], a negative regression or a
@@ -64,47 +73,107 @@ def make_eval_config(
     if any(not 0.0 < t < 1.0 for t in thresholds):
         raise ValueError(f"thresholds must lie in (0, 1). Received: {list(thresholds)}")
     at_thresholds = json.dumps({"thresholds": [float(t) for t in thresholds]})
-    auc_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(
+    auc_threshold = config_pb2.MetricThreshold(
+        value_threshold=config_pb2.GenericValueThreshold(
             lower_bound={"value": float(auc_lower_bound)}
         ),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+        change_threshold=config_pb2.GenericChangeThreshold(
+            direction=config_pb2.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -float(max_auc_regression)},
         ),
     )
-    return tfma.EvalConfig(
+    if label_names:
+        return _multi_label_config(
+            list(label_names), auc_threshold, signature_name, slice_features
+        )
+    return config_pb2.EvalConfig(
         model_specs=[
-            tfma.ModelSpec(
+            config_pb2.ModelSpec(
                 signature_name=signature_name,
                 label_key=F.LABEL,
                 prediction_key=F.PROBABILITY,
             )
         ],
-        slicing_specs=[tfma.SlicingSpec()]
-        + [tfma.SlicingSpec(feature_keys=[key]) for key in slice_features],
+        slicing_specs=[config_pb2.SlicingSpec()]
+        + [config_pb2.SlicingSpec(feature_keys=[key]) for key in slice_features],
         metrics_specs=[
-            tfma.MetricsSpec(
+            config_pb2.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(
+                    config_pb2.MetricConfig(class_name="ExampleCount"),
+                    config_pb2.MetricConfig(
                         class_name="AUC",
                         per_slice_thresholds=[
                             config_pb2.PerSliceMetricThreshold(
-                                slicing_specs=[tfma.SlicingSpec()],
+                                slicing_specs=[config_pb2.SlicingSpec()],
                                 threshold=auc_threshold,
                             )
                         ],
                     ),
-                    tfma.MetricConfig(class_name="AUCPrecisionRecall"),
-                    tfma.MetricConfig(class_name="Precision", config=at_thresholds),
-                    tfma.MetricConfig(class_name="Recall", config=at_thresholds),
-                    tfma.MetricConfig(class_name="MeanLabel"),
-                    tfma.MetricConfig(class_name="MeanPrediction"),
-                    tfma.MetricConfig(class_name="Calibration"),
-                    tfma.MetricConfig(class_name="CalibrationPlot"),
-                    tfma.MetricConfig(class_name="ConfusionMatrixPlot"),
+                    config_pb2.MetricConfig(class_name="AUCPrecisionRecall"),
+                    config_pb2.MetricConfig(
+                        class_name="Precision", config=at_thresholds
+                    ),
+                    config_pb2.MetricConfig(class_name="Recall", config=at_thresholds),
+                    config_pb2.MetricConfig(class_name="MeanLabel"),
+                    config_pb2.MetricConfig(class_name="MeanPrediction"),
+                    config_pb2.MetricConfig(class_name="Calibration"),
+                    config_pb2.MetricConfig(class_name="CalibrationPlot"),
+                    config_pb2.MetricConfig(class_name="ConfusionMatrixPlot"),
                 ]
             )
+        ],
+    )
+
+
+def _multi_label_config(
+    label_names: list[str],
+    auc_threshold: config_pb2.MetricThreshold,
+    signature_name: str,
+    slice_features: Sequence[str],
+) -> config_pb2.EvalConfig:
+    """The multi-label ``EvalConfig`` (see the module docstring)."""
+    class_ids = list(range(len(label_names)))
+    return config_pb2.EvalConfig(
+        model_specs=[
+            config_pb2.ModelSpec(
+                signature_name=signature_name,
+                label_key=F.LABELS,
+                prediction_key=F.PROBABILITIES,
+            )
+        ],
+        slicing_specs=[config_pb2.SlicingSpec()]
+        + [config_pb2.SlicingSpec(feature_keys=[key]) for key in slice_features],
+        metrics_specs=[
+            config_pb2.MetricsSpec(
+                metrics=[config_pb2.MetricConfig(class_name="ExampleCount")]
+            ),
+            config_pb2.MetricsSpec(
+                binarize=config_pb2.BinarizationOptions(
+                    class_ids={"values": class_ids}
+                ),
+                metrics=[
+                    config_pb2.MetricConfig(class_name="AUC"),
+                    config_pb2.MetricConfig(class_name="AUCPrecisionRecall"),
+                    config_pb2.MetricConfig(class_name="MeanLabel"),
+                    config_pb2.MetricConfig(class_name="MeanPrediction"),
+                ],
+            ),
+            config_pb2.MetricsSpec(
+                aggregate=config_pb2.AggregationOptions(
+                    macro_average=True,
+                    class_weights=dict.fromkeys(class_ids, 1.0),
+                ),
+                metrics=[
+                    config_pb2.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=[
+                            config_pb2.PerSliceMetricThreshold(
+                                slicing_specs=[config_pb2.SlicingSpec()],
+                                threshold=auc_threshold,
+                            )
+                        ],
+                    )
+                ],
+            ),
         ],
     )

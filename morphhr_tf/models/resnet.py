@@ -80,6 +80,7 @@ def resnet(
     stage_filters: Sequence[int] | None = None,
     include_top: bool = True,
     num_classes: int = 1,
+    multi_label: bool = False,
     pooling: str | None = None,
     name: str = "resnet",
 ) -> keras.Model:
@@ -137,7 +138,7 @@ def resnet(
     if include_top:
         x = L.GlobalAveragePooling2D(name="avg_pool")(x)
         x = L.Dense(num_classes, dtype="float32", name="logits")(x)
-        activation = "sigmoid" if num_classes == 1 else "softmax"
+        activation = "sigmoid" if num_classes == 1 or multi_label else "softmax"
         x = L.Activation(activation, dtype="float32", name="predictions")(x)
     elif pooling == "avg":
         x = L.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -152,6 +153,7 @@ def resnet18(
     width: int = 64,
     include_top: bool = True,
     num_classes: int = 1,
+    multi_label: bool = False,
     pooling: str | None = None,
     stage_filters: Sequence[int] | None = None,
     name: str = "resnet18",
@@ -171,6 +173,8 @@ def resnet18(
             (`logits`) and a sigmoid (1 class) or softmax (`predictions`),
             both float32 so that mixed precision keeps a float32 output.
         num_classes: output units of the head.
+        multi_label: one sigmoid per class (independent labels, such as
+            ChestX-ray14's 14 findings) instead of a softmax over them.
         pooling: without the top: `None` (feature map), `"avg"` or `"max"`.
         stage_filters: explicit widths of the 4 stages (overrides `width`).
         name: the model name.
@@ -195,6 +199,7 @@ def resnet18(
         stage_filters=stage_filters,
         include_top=include_top,
         num_classes=num_classes,
+        multi_label=multi_label,
         pooling=pooling,
         name=name,
     )
@@ -206,6 +211,7 @@ def resnet34(
     width: int = 64,
     include_top: bool = True,
     num_classes: int = 1,
+    multi_label: bool = False,
     pooling: str | None = None,
     stage_filters: Sequence[int] | None = None,
     name: str = "resnet34",
@@ -225,6 +231,7 @@ def resnet34(
         stage_filters=stage_filters,
         include_top=include_top,
         num_classes=num_classes,
+        multi_label=multi_label,
         pooling=pooling,
         name=name,
     )

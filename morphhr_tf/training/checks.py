@@ -21,20 +21,41 @@ MORPH_CHECK_BATCH_SIZE = 32
 
 
 def predict(model: keras.Model, dataset: tf.data.Dataset) -> tuple:
-    """``(probabilities, labels)`` of one pass over ``dataset``, as flat arrays."""
+    """``(probabilities, labels)`` of one pass over ``dataset``.
+
+    Flat ``[N]`` arrays for a one-output (binary) model, ``[N, L]`` for a
+    multi-label one.
+    """
     probs, labels = [], []
     for images, y in dataset:
-        probs.append(np.asarray(model(images, training=False), np.float64).ravel())
-        labels.append(np.asarray(y).ravel())
-    return np.concatenate(probs), np.concatenate(labels)
+        p = np.asarray(model(images, training=False), np.float64)
+        probs.append(p.reshape(len(p), -1))
+        labels.append(np.asarray(y).reshape(len(p), -1))
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    if probs.shape[1] == 1:
+        return probs.ravel(), labels.ravel()
+    return probs, labels
+
+
+def per_label_auc(labels: np.ndarray, probs: np.ndarray) -> list[float]:
+    """The AUC of each column of ``[N, L]`` arrays (NaN for a column whose
+    labels hold a single class)."""
+    return [auc(labels[:, j], probs[:, j]) for j in range(labels.shape[1])]
 
 
 def auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """:func:`morphhr_tf.evaluation.metrics.auc`, but NaN when ``labels``
     hold a single class (a tiny eval split): training goes on and the
-    summary says the AUC is undefined."""
+    summary says the AUC is undefined.
+
+    For ``[N, L]`` multi-label arrays: the mean of the labels' AUCs, over
+    the labels whose AUC is defined (NaN if none is).
+    """
     from morphhr_tf.evaluation import metrics
 
+    if labels.ndim == 2:
+        aucs = [a for a in per_label_auc(labels, probs) if not np.isnan(a)]
+        return float(np.mean(aucs)) if aucs else float("nan")
     if labels.min() == labels.max():
         return float("nan")
     return metrics.auc(labels, probs)
@@ -55,17 +76,20 @@ def morph_check(
     compute precision, so the check runs float32 copies of both models: the
     two AUCs agree and the largest probability difference is about 1e-6.
     """
+    num_labels = config.num_outputs if config.task == "multilabel" else None
     base_ds = make_dataset(
         eval_files,
         resolution=config.base_resolution,
         batch_size=MORPH_CHECK_BATCH_SIZE,
         training=False,
+        num_labels=num_labels,
     )
     full_ds = make_dataset(
         eval_files,
         resolution=config.resolution,
         batch_size=MORPH_CHECK_BATCH_SIZE,
         training=False,
+        num_labels=num_labels,
     )
     p_base, labels = predict(float32_copy(base), base_ds)
     p_morph, _ = predict(float32_copy(model), full_ds)
@@ -81,11 +105,16 @@ def resolution_gain(labels, p_base, p_final, *, base_labels=None) -> dict[str, f
 
     Both models predict the same eval images in the same (unshuffled) order;
     `base_labels` (the base's pass) is checked against `labels` to prove it.
+    For ``[N, L]`` multi-label arrays the AUCs are means over the labels,
+    ``delong_p`` is NaN (DeLong's test is per label) and ``per_label``
+    holds each label's DeLong result.
     """
     from morphhr_tf.evaluation.metrics import delong_test
 
     if base_labels is not None and not np.array_equal(labels, base_labels):
         raise ValueError("the base and MorphHR eval passes saw different images")
+    if labels.ndim == 2:
+        return _multi_label_gain(labels, p_base, p_final)
     if labels.min() == labels.max():
         nan = float("nan")
         return {"difference": nan, "delong_p": nan, "auc_base": nan, "auc_final": nan}
@@ -95,4 +124,39 @@ def resolution_gain(labels, p_base, p_final, *, base_labels=None) -> dict[str, f
         "auc_final": result.auc_a,
         "difference": result.difference,
         "delong_p": result.p_value,
+    }
+
+
+def _multi_label_gain(labels, p_base, p_final) -> dict:
+    """:func:`resolution_gain` of ``[N, L]`` multi-label arrays."""
+    from morphhr_tf.evaluation.metrics import delong_test
+
+    per_label = []
+    for j in range(labels.shape[1]):
+        if labels[:, j].min() == labels[:, j].max():
+            per_label.append(
+                {
+                    "auc_base": float("nan"),
+                    "auc_final": float("nan"),
+                    "difference": float("nan"),
+                    "delong_p": float("nan"),
+                }
+            )
+            continue
+        result = delong_test(labels[:, j], p_final[:, j], p_base[:, j])
+        per_label.append(
+            {
+                "auc_base": result.auc_b,
+                "auc_final": result.auc_a,
+                "difference": result.difference,
+                "delong_p": result.p_value,
+            }
+        )
+    auc_base, auc_final = auc(labels, p_base), auc(labels, p_final)
+    return {
+        "auc_base": auc_base,
+        "auc_final": auc_final,
+        "difference": auc_final - auc_base,
+        "delong_p": float("nan"),
+        "per_label": per_label,
     }

@@ -30,8 +30,16 @@ Every key is optional; the defaults are the CPU demo's. Keys:
 - ``strategy``: ``auto``, ``mirrored``, ``one_device`` or ``multi_worker``
   (``MultiWorkerMirroredStrategy`` over the ``TF_CONFIG`` cluster, one
   process per worker; see :mod:`morphhr_tf.training.strategy`).
-- ``balance``: ``sample`` (class-balanced sampling), ``class_weight`` or
-  ``none``.
+- ``task``: ``binary`` (one probability: any malignant finding; the
+  mammography task) or ``multilabel`` (one sigmoid probability per name in
+  ``label_names``, read from the records' ``labels`` feature; ChestX-ray14).
+- ``label_names``: the ``multilabel`` task's label names, comma-separated,
+  in the order of the records' ``labels`` (the ingest summary's
+  ``label_names``); empty for ``binary``.
+- ``balance``: ``sample`` (class-balanced sampling; ``binary`` only),
+  ``class_weight`` (``binary``: a weight per example; ``multilabel``: a
+  weight per label and example, ``n / (2 n_positive)`` for a positive and
+  ``n / (2 n_negative)`` for a negative of that label) or ``none``.
 - ``augment``: flips along the chest wall, small affine, intensity jitter.
 - ``seed``.
 
@@ -53,6 +61,7 @@ MODELS = ("morphhr", "resnet18")
 DETAIL_BRANCHES = ("zeros", "antithetic", "none")
 SCHEDULES = ("cosine", "constant")
 BALANCES = ("sample", "class_weight", "none")
+TASKS = ("binary", "multilabel")
 # custom_config keys of tfx.extensions.google_cloud_ai_platform (its executor
 # consumes them; run_fn sees them too).
 PLATFORM_KEY_PREFIX = "ai_platform_"
@@ -110,6 +119,8 @@ class TrainingConfig:
     """Validated training options (see the module docstring for each key)."""
 
     model: str = "morphhr"
+    task: str = "binary"
+    label_names: str = ""
     base_resolution: int = 128
     resolution: int = 256
     width: int = 16
@@ -142,6 +153,7 @@ class TrainingConfig:
                 object.__setattr__(self, field.name, float(getattr(self, field.name)))
         for name, allowed in (
             ("model", MODELS),
+            ("task", TASKS),
             ("schedule", SCHEDULES),
             ("balance", BALANCES),
             ("detail_branch", DETAIL_BRANCHES),
@@ -162,6 +174,7 @@ class TrainingConfig:
                 f"Received: resolution={self.resolution}, "
                 f"base_resolution={self.base_resolution}"
             )
+        self._check_task()
         if self.base_steps < 0:
             raise ValueError(f"base_steps must be >= 0. Received: {self.base_steps}")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -179,6 +192,46 @@ class TrainingConfig:
                 f"learning_rate={self.learning_rate}, "
                 f"trunk_lr_multiplier={self.trunk_lr_multiplier}"
             )
+
+    def _check_task(self) -> None:
+        names = self.label_list
+        if self.task == "binary" and names:
+            raise ValueError(
+                "label_names is for task='multilabel'; the binary task has one "
+                f"label. Received: task='binary', label_names={self.label_names!r}"
+            )
+        if self.task == "multilabel":
+            if not names:
+                raise ValueError(
+                    "task='multilabel' needs label_names, comma-separated in the "
+                    "order of the records' labels (the ingest summary's "
+                    f"label_names). Received: label_names={self.label_names!r}"
+                )
+            if len(set(names)) != len(names) or not all(names):
+                raise ValueError(
+                    "label_names must be distinct and non-empty. "
+                    f"Received: label_names={self.label_names!r}"
+                )
+            if self.balance == "sample":
+                raise ValueError(
+                    "balance='sample' draws by one binary label; for "
+                    "task='multilabel' use balance='class_weight' (a weight per "
+                    "label) or 'none'. Received: balance='sample'"
+                )
+
+    @property
+    def label_list(self) -> tuple[str, ...]:
+        """The label names as a tuple (``()`` for the binary task)."""
+        return (
+            tuple(n.strip() for n in self.label_names.split(","))
+            if (self.label_names.strip())
+            else ()
+        )
+
+    @property
+    def num_outputs(self) -> int:
+        """The model's outputs: 1 (binary) or one per label name."""
+        return len(self.label_list) if self.task == "multilabel" else 1
 
     @property
     def scale(self) -> int:

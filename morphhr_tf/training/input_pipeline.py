@@ -99,6 +99,34 @@ def count_labels(file_patterns: str | Sequence[str]) -> tuple[int, int]:
     return neg, pos
 
 
+def count_label_matrix(
+    file_patterns: str | Sequence[str], num_labels: int
+) -> tuple[int, list[int]]:
+    """Counts ``(examples, positives per label)`` of multi-label records.
+
+    Raises:
+        ValueError: if a record has no ``labels`` feature (a binary record:
+            ingest a multi-label source such as ``chestxray14``).
+    """
+    from morphhr_tf.data.tfrecord_codec import multi_label_spec
+
+    spec = {F.LABELS: multi_label_spec(num_labels)[F.LABELS]}
+    files = _list_files(file_patterns)
+    ds = _records(files).batch(512)
+    ds = ds.map(lambda s: tf.io.parse_example(s, spec)[F.LABELS])
+    n, positives = 0, [0] * num_labels
+    for labels in ds.as_numpy_iterator():
+        if (labels < 0).any():
+            raise ValueError(
+                f"Records in {files} have no '{F.LABELS}' feature: "
+                "the multilabel task needs records of a multi-label source "
+                "(ingest --source chestxray14)."
+            )
+        n += len(labels)
+        positives = [p + int(c) for p, c in zip(positives, labels.sum(axis=0))]
+    return n, positives
+
+
 def _affine(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Random rotation (+-6 deg), scale (0.93-1.07) and shift (+-4%)."""
     seeds = tf.random.experimental.stateless_split(seed, 4)
@@ -186,8 +214,14 @@ def make_dataset(
     seed: int = 0,
     label_counts: tuple[int, int] | None = None,
     drop_remainder: bool | None = None,
+    num_labels: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images [B, S, S, 1] float32, labels [B, 1] float32)``.
+
+    With ``num_labels`` (the multilabel task) the labels are the records'
+    multi-hot ``labels``, ``[B, num_labels]``; ``balance`` must then be
+    ``none`` (a multi-label model balances in its loss,
+    :class:`~morphhr_tf.training.losses.LabelWeightedBinaryCrossentropy`).
 
     Args:
         file_patterns: glob(s) of gzip TFRecord files (``fn_args.train_files``).
@@ -207,6 +241,8 @@ def make_dataset(
         drop_remainder: drop a last partial batch (default: ``training``).
             Multi-replica validation needs it: Keras cannot split a batch
             smaller than the replica count.
+        num_labels: ``None`` for the binary ``label``; the number of label
+            names for the multi-hot ``labels``.
 
     Returns:
         A ``tf.data.Dataset``.
@@ -216,11 +252,29 @@ def make_dataset(
             split that holds a single class.
     """
     files = _list_files(file_patterns)
+    if num_labels is not None and training and balance != "none":
+        raise ValueError(
+            "Multi-label datasets are not balanced by the input pipeline (the "
+            "loss weights each label). Received: balance="
+            f"{balance!r}, num_labels={num_labels}"
+        )
     ds = _shuffled_epochs(files, seed) if training else _records(files)
 
     def parse(serialized):
-        ex = parse_example(serialized)
-        return ex[F.IMAGE], tf.cast(tf.reshape(ex[F.LABEL], [1]), tf.float32)
+        if num_labels is None:
+            ex = parse_example(serialized)
+            return ex[F.IMAGE], tf.cast(tf.reshape(ex[F.LABEL], [1]), tf.float32)
+        ex = parse_example(serialized, num_labels)
+        check = tf.debugging.assert_non_negative(
+            ex[F.LABELS],
+            message=(
+                f"a record has no '{F.LABELS}' feature: the multilabel task "
+                "needs records of a multi-label source (chestxray14)"
+            ),
+        )
+        with tf.control_dependencies([check]):
+            labels = tf.cast(ex[F.LABELS], tf.float32)
+        return ex[F.IMAGE], labels
 
     ds = ds.map(parse, num_parallel_calls=AUTOTUNE)
     weights = None

@@ -17,7 +17,16 @@ import keras
 import tensorflow as tf
 
 from morphhr_tf.training.config import TrainingConfig
-from morphhr_tf.training.input_pipeline import count_labels, make_dataset
+from morphhr_tf.training.input_pipeline import (
+    count_label_matrix,
+    count_labels,
+    make_dataset,
+)
+from morphhr_tf.training.losses import (
+    LabelWeightedBinaryCrossentropy,
+    balancing_weights,
+    unbalanceable_labels,
+)
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
 from morphhr_tf.training.strategy import shard_by_data, sync_replica_variables
 
@@ -33,14 +42,28 @@ class Splits:
 
     Attributes:
         train_files, eval_files: TFRecord globs.
-        train_counts: ``(negatives, positives)`` of the training split.
+        train_counts: ``(negatives, positives)`` of the training split (of
+            the binary ``label``: any finding, for the multilabel task).
         val_steps: batches of one Keras validation pass over the eval split.
+        label_positives: the multilabel task's positives per label in the
+            training split (``()`` for the binary task).
     """
 
     train_files: list[str]
     eval_files: list[str]
     train_counts: tuple[int, int]
     val_steps: int
+    label_positives: tuple[int, ...] = ()
+
+    def loss(self, config: TrainingConfig) -> keras.losses.Loss:
+        """The training loss: binary cross-entropy, weighted per label for
+        the multilabel task with ``balance="class_weight"``."""
+        if config.task == "multilabel" and config.balance == "class_weight":
+            pos_w, neg_w = balancing_weights(
+                sum(self.train_counts), self.label_positives
+            )
+            return LabelWeightedBinaryCrossentropy(pos_w, neg_w)
+        return keras.losses.BinaryCrossentropy()
 
 
 def read_splits(
@@ -68,10 +91,28 @@ def read_splits(
         val_steps = n_eval // config.batch_size
     else:
         val_steps = -(-n_eval // config.batch_size)
-    splits = Splits(train_files, eval_files, counts, val_steps)
-    return splits, {
-        "train_label_counts": {"negative": counts[0], "positive": counts[1]}
-    }
+    summary = {"train_label_counts": {"negative": counts[0], "positive": counts[1]}}
+    positives: tuple[int, ...] = ()
+    if config.task == "multilabel":
+        n, per_label = count_label_matrix(train_files, config.num_outputs)
+        count_label_matrix(eval_files, config.num_outputs)  # raises if unlabelled
+        positives = tuple(per_label)
+        summary["train_label_positives"] = dict(
+            zip(config.label_list, positives, strict=True)
+        )
+        log(
+            "training split positives per label: "
+            + ", ".join(f"{k} {v}" for k, v in summary["train_label_positives"].items())
+        )
+        lacking = [config.label_list[j] for j in unbalanceable_labels(n, positives)]
+        if lacking:
+            summary["labels_lacking_a_class"] = lacking
+            log(
+                f"labels with no positive (or no negative) training image: {lacking}; "
+                "they are not weighted and cannot be learned from this split"
+            )
+    splits = Splits(train_files, eval_files, counts, val_steps, positives)
+    return splits, summary
 
 
 def make_datasets(
@@ -82,15 +123,18 @@ def make_datasets(
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, tuple[tf.data.Dataset, int]]:
     """``(train, eval, (validation, val_steps))`` datasets of ``resolution`` px images."""
     replicas = strategy.num_replicas_in_sync
+    num_labels = config.num_outputs if config.task == "multilabel" else None
     train_ds = make_dataset(
         splits.train_files,
         resolution=resolution,
         batch_size=config.batch_size,
         training=True,
-        balance=config.balance,
+        # The multilabel task balances in its loss (Splits.loss).
+        balance="none" if num_labels else config.balance,
         augment=config.augment,
         seed=config.seed,
         label_counts=splits.train_counts,
+        num_labels=num_labels,
     )
     train_ds = shard_by_data(train_ds, strategy)
     eval_ds = make_dataset(
@@ -98,6 +142,7 @@ def make_datasets(
         resolution=resolution,
         batch_size=config.batch_size,
         training=False,
+        num_labels=num_labels,
     )
     # Repeated: Keras keeps one validation iterator across epochs and
     # takes exactly val_steps batches (one pass) from it each epoch.
@@ -107,6 +152,7 @@ def make_datasets(
         batch_size=config.batch_size,
         training=False,
         drop_remainder=replicas > 1,
+        num_labels=num_labels,
     ).repeat()
     val_ds = shard_by_data(val_ds, strategy)
     return train_ds, eval_ds, (val_ds, splits.val_steps)
@@ -117,12 +163,17 @@ def compile_layerwise(
     config: TrainingConfig,
     n_steps: int,
     peak: float | None = None,
+    *,
+    loss: keras.losses.Loss | None = None,
     **kwargs,
 ) -> None:
     """Compiles ``model`` with the layer-wise AdamW over ``n_steps`` steps.
 
     ``peak`` is the peak learning rate (``config.learning_rate`` when unset);
-    ``kwargs`` go to :class:`LayerwiseAdamW` (the per-layer multipliers).
+    ``loss`` the training loss (:meth:`Splits.loss`; binary cross-entropy
+    when unset); ``kwargs`` go to :class:`LayerwiseAdamW` (the per-layer
+    multipliers). The ``auc`` metric is the mean over labels for the
+    multilabel task.
     """
     lr = make_learning_rate(
         peak or config.learning_rate,
@@ -134,8 +185,14 @@ def compile_layerwise(
         optimizer=LayerwiseAdamW(
             learning_rate=lr, weight_decay=config.weight_decay, **kwargs
         ),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc")],
+        loss=loss or keras.losses.BinaryCrossentropy(),
+        metrics=[
+            keras.metrics.AUC(
+                name="auc",
+                multi_label=config.task == "multilabel",
+                num_labels=config.num_outputs if config.task == "multilabel" else None,
+            )
+        ],
     )
 
 
@@ -193,6 +250,7 @@ def train_stage(
     steps: int,
     log_dir: str,
     peak: float | None = None,
+    loss: keras.losses.Loss | None = None,
     **optimizer_kwargs,
 ) -> tuple[dict[str, list[float]], float]:
     """Compiles ``model`` with the layer-wise optimizer and fits it.
@@ -205,12 +263,13 @@ def train_stage(
         log_dir: this stage's TensorBoard folder.
         peak, optimizer_kwargs: the peak learning rate and the
             :class:`LayerwiseAdamW` multipliers.
+        loss: the training loss (:meth:`Splits.loss`).
 
     Returns:
         ``(history, seconds)``: the Keras history and the fit's duration.
     """
     with strategy.scope():
-        compile_layerwise(model, config, steps, peak, **optimizer_kwargs)
+        compile_layerwise(model, config, steps, peak, loss=loss, **optimizer_kwargs)
     train_ds, _, val_ds = datasets
     start = time.time()
     history = fit(

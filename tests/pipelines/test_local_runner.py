@@ -80,3 +80,21 @@ def _parse_unchecked(argv):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(local_runner, "resolve_profile", lambda args: None)
         return local_runner.parse_args(argv)
+
+
+def test_chestxray14_trains_the_multilabel_task_on_its_findings():
+    from morphhr_tf.data.adapters.chestxray14 import FINDINGS
+
+    profile = local_runner.resolve_profile(
+        local_runner.parse_args(["--source", "chestxray14"])
+    )
+    training = profile.training
+    assert training.task == "multilabel"
+    assert training.label_list == FINDINGS
+    assert training.balance == "class_weight"  # sampling is for one label
+    cpu = configs.PROFILES["cpu"].training
+    assert training.resolution == cpu.resolution and training.model == cpu.model
+    # The binary sources keep the profile as it is.
+    for source in ("cbis_ddsm", "rsna", "vindr", "csv"):
+        args = local_runner.parse_args(["--source", source])
+        assert local_runner.resolve_profile(args) == configs.PROFILES["cpu"]

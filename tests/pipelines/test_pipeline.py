@@ -72,3 +72,27 @@ def test_a_training_config_is_passed_whole_and_dicts_are_validated(tmp_path):
     assert TrainingConfig.from_custom_config(custom_config) == config
     with pytest.raises(ValueError, match="augment must be a boolean"):
         _pipeline(tmp_path, training_config={"augment": "maybe"})
+
+
+def test_a_multilabel_config_gates_the_mean_auc_over_its_labels(tmp_path):
+    names = ["Effusion", "Mass", "Nodule"]
+    p = _pipeline(
+        tmp_path,
+        source="chestxray14",
+        training_config=TrainingConfig(
+            task="multilabel", label_names=",".join(names), balance="class_weight"
+        ),
+        auc_lower_bound=0.55,
+    )
+    comps = {c.id: c for c in p.components}
+    config = json.loads(comps[pipeline_lib.EVALUATOR].exec_properties["eval_config"])
+    (spec,) = config["model_specs"]
+    assert (spec["label_key"], spec["prediction_key"]) == ("labels", "probabilities")
+    per_label, mean = config["metrics_specs"][1:]
+    assert per_label["binarize"]["class_ids"]["values"] == [0, 1, 2]
+    assert not any("per_slice_thresholds" in m for m in per_label["metrics"])
+    assert mean["aggregate"]["macro_average"]
+    assert sorted(int(k) for k in mean["aggregate"]["class_weights"]) == [0, 1, 2]
+    (auc,) = mean["metrics"]
+    (gate,) = auc["per_slice_thresholds"]
+    assert gate["threshold"]["value_threshold"]["lower_bound"] == 0.55
