@@ -35,20 +35,19 @@ under ``OUT``:
   Nodule, Pneumonia, Pneumothorax) on about half of the test images that have
   one; every drawn box, listed or not, is in the returned summary.
 
-Labels follow the real data: about half the images say ``No Finding`` (more
-of the AP ones: sicker, bed-side patients); the first finding of an image is
-drawn with the real per-label frequencies (Infiltration most common, Hernia
-rarest) and further ones are likelier when they go together (Effusion with
-Atelectasis, Cardiomegaly, Edema or Infiltration; Mass with Nodule; ...).
-Patients have 1-8 images (follow-ups); a chronic finding usually stays on the
-next one. :mod:`~morphhr_tf.synthetic.chestxray14_render` draws the images.
+Labels follow the real data (:mod:`~morphhr_tf.synthetic.chestxray14_plan`
+draws them): about half the images say ``No Finding``; an image's first
+finding is drawn with the real per-label frequencies (``--frequencies nih``,
+the default: Infiltration most common, Hernia rarest) or with equal ones
+(``uniform``: a small tree then has positives of every finding); findings that
+go together co-occur more often, and chronic ones usually stay on a
+follow-up. :mod:`~morphhr_tf.synthetic.chestxray14_render` draws the images.
 Everything is deterministic for a seed: two runs write the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -57,7 +56,14 @@ from typing import Any
 
 import numpy as np
 
-from morphhr_tf.synthetic.chestxray14_render import FINDINGS, MIN_SIZE, render_chest
+from morphhr_tf.data.adapters.chestxray14 import FINDINGS
+from morphhr_tf.synthetic.chestxray14_plan import (
+    FREQUENCIES,
+    PlannedImage,
+    check_frequencies,
+    plan_images,
+)
+from morphhr_tf.synthetic.chestxray14_render import MIN_SIZE, render_chest
 
 __all__ = [
     "BBOX_FINDINGS",
@@ -65,6 +71,7 @@ __all__ = [
     "DATA_ENTRY_FILES",
     "DATA_ENTRY_HEADER",
     "FINDINGS",
+    "FREQUENCIES",
     "LAYOUTS",
     "PlannedImage",
     "generate",
@@ -83,118 +90,9 @@ DATA_ENTRY_HEADER = (
 BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
 BBOX_FINDINGS = FINDINGS[:8]  # the findings BBox_List_2017.csv covers
 BBOX_SPELLING = {"Infiltration": "Infiltrate"}  # BBox_List_2017.csv's name
-NO_FINDING = "No Finding"
 MAX_FOLDERS = 12
 MAX_PATIENTS = 99_999_999  # 8-digit patient IDs
-TEST_FRACTION = 0.2
-RGBA_FRACTION = 0.02
 BBOX_FRACTION = 0.5
-# Images per label in the real data (Wang et al. 2017): first-finding weights.
-_COUNTS = (11559, 2776, 13317, 19894, 5782, 6331, 1431, 5302, 4667, 2303, 2516)
-FREQUENCY = dict(zip(FINDINGS, _COUNTS + (1686, 3385, 227)))
-# Pairs that go together more often than chance.
-LINKED = {
-    frozenset(pair.split("+"))
-    for pair in (
-        "Effusion+Atelectasis Effusion+Cardiomegaly Effusion+Infiltration "
-        "Effusion+Edema Effusion+Consolidation Atelectasis+Infiltration "
-        "Consolidation+Infiltration Pneumonia+Infiltration Edema+Cardiomegaly "
-        "Edema+Infiltration Mass+Nodule Emphysema+Pneumothorax"
-    ).split()
-}
-CHRONIC = frozenset(
-    ("Cardiomegaly", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
-    + ("Mass", "Nodule")
-)
-NO_FINDING_RATE = {"PA": 0.65, "AP": 0.48}
-EXTRA_RATE, LINK_BOOST, KEEP_CHRONIC = 0.1, 3.0, 0.7
-SPACINGS = ("0.143", "0.14300000000000002", "0.139", "0.168", "0.171", "0.194")
-
-
-@dataclasses.dataclass(frozen=True)
-class PlannedImage:
-    """One image of the tree: its CSV values and what to draw."""
-
-    name: str
-    patient_id: int
-    follow_up: int
-    findings: tuple[str, ...]  # in FINDINGS order; () for No Finding
-    age: int
-    bad_age: bool  # written as age + 400 in the 2017 CSV
-    sex: str
-    view: str
-    original_size: tuple[int, int]
-    spacing: str
-    test: bool
-    rgba: bool
-
-    @property
-    def labels(self) -> str:
-        """The ``Finding Labels`` value."""
-        return "|".join(sorted(self.findings)) or NO_FINDING
-
-
-def plan_images(rng: np.random.Generator, patients: int) -> list[PlannedImage]:
-    """Draws the patients, their follow-ups and findings, sorted by name.
-
-    Args:
-        rng: the only source of randomness.
-        patients: number of patients (IDs 1..patients).
-
-    Returns:
-        One :class:`PlannedImage` per image, sorted by name.
-    """
-    n_test = max(1, round(TEST_FRACTION * patients)) if patients > 1 else 0
-    test = set(rng.permutation(patients)[:n_test].tolist())
-    plan = []
-    for index in range(patients):
-        pid = index + 1
-        age, sex = int(np.clip(rng.normal(47, 17), 1, 95)), rng.choice(["M", "F"])
-        previous: tuple[str, ...] = ()
-        for follow_up in range(int(min(rng.geometric(0.45), 8))):
-            view = "AP" if rng.uniform() < 0.4 else "PA"
-            previous = _sample_findings(rng, previous, view)
-            plan.append(
-                PlannedImage(
-                    name=f"{pid:08d}_{follow_up:03d}.png",
-                    patient_id=pid,
-                    follow_up=follow_up,
-                    findings=previous,
-                    age=age + follow_up // 3,
-                    bad_age=bool(rng.uniform() < 0.003),
-                    sex=str(sex),
-                    view=view,
-                    original_size=(
-                        int(rng.integers(2000, 3057)),
-                        int(rng.integers(2000, 3057)),
-                    ),
-                    spacing=SPACINGS[int(rng.integers(len(SPACINGS)))],
-                    test=index in test,
-                    rgba=False,
-                )
-            )
-    n_rgba = max(1, round(RGBA_FRACTION * len(plan)))
-    rgba = set(rng.choice(len(plan), n_rgba, replace=False).tolist())
-    return [dataclasses.replace(p, rgba=i in rgba) for i, p in enumerate(plan)]
-
-
-def _sample_findings(
-    rng: np.random.Generator, previous: tuple[str, ...], view: str
-) -> tuple[str, ...]:
-    """The findings of one image, given the patient's previous image."""
-    found = {f for f in previous if f in CHRONIC and rng.uniform() < KEEP_CHRONIC}
-    if not found:
-        if rng.uniform() < NO_FINDING_RATE[view]:
-            return ()
-        weights = np.array([FREQUENCY[f] for f in FINDINGS], dtype=np.float64)
-        found.add(FINDINGS[int(rng.choice(len(FINDINGS), p=weights / weights.sum()))])
-    top = max(FREQUENCY.values())
-    for finding in FINDINGS:
-        linked = any(frozenset((finding, f)) in LINKED for f in found)
-        rate = EXTRA_RATE * FREQUENCY[finding] / top * (LINK_BOOST if linked else 1.0)
-        if finding not in found and rng.uniform() < rate:
-            found.add(finding)
-    return tuple(f for f in FINDINGS if f in found)
 
 
 def image_folders(n_images: int, layout: str) -> list[str]:
@@ -214,6 +112,7 @@ def generate(
     layout: str = "nested",
     csv_version: str = "2017",
     bbox: bool = True,
+    frequencies: str = "nih",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Writes a synthetic ChestX-ray14 download to ``out_dir``.
@@ -228,11 +127,17 @@ def generate(
         csv_version: ``2017`` (``Data_Entry_2017.csv``, trailing empty column)
             or ``2020`` (``Data_Entry_2017_v2020.csv``, none).
         bbox: write ``BBox_List_2017.csv``.
+        frequencies: how likely each finding is as an image's first: ``nih``
+            (the real data set's frequencies; Hernia is 0.2 % of the images)
+            or ``uniform`` (all equal, with every finding's rate of joining
+            another the mean of the real ones), so that a small tree has
+            positives of every finding.
         progress: show a tqdm progress bar.
 
     Returns:
         A summary: ``patients``, ``images``, ``rgba_images``, ``size``,
-        ``layout``, ``csv_version``, ``data_entry`` (the CSV's name),
+        ``layout``, ``csv_version``, ``frequencies``, ``data_entry`` (the
+        CSV's name),
         ``train_val_images``, ``test_images``, ``test_patients``,
         ``no_finding_images``, ``label_counts`` (images per finding),
         ``boxes`` (every drawn finding: ``image``, ``finding``, ``bbox`` as
@@ -246,9 +151,10 @@ def generate(
         >>> generate("/tmp/cxr14", patients=3, size=64)  # doctest: +SKIP
     """
     _check_arguments(patients, seed, size, layout, csv_version, bbox)
+    check_frequencies(frequencies)
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    plan = plan_images(np.random.default_rng([seed, 1]), patients)
+    plan = plan_images(np.random.default_rng([seed, 1]), patients, frequencies)
     folders = image_folders(len(plan), layout)
     pick = np.random.default_rng([seed, 2])  # the images BBox_List_2017 lists
     start = time.perf_counter()
@@ -278,7 +184,13 @@ def generate(
     if bbox:
         _write_bbox_list(out_dir, boxes)
     seconds = time.perf_counter() - start
-    return _summary(plan, boxes, size, layout, csv_version, bbox, seconds)
+    settings = {
+        "size": size,
+        "layout": layout,
+        "csv_version": csv_version,
+        "frequencies": frequencies,
+    }
+    return _summary(plan, boxes, settings, bbox, seconds)
 
 
 def _check_arguments(
@@ -377,21 +289,18 @@ def _write_bbox_list(out_dir: str, boxes: list[dict[str, Any]]) -> None:
 def _summary(
     plan: list[PlannedImage],
     boxes: list[dict[str, Any]],
-    size: int,
-    layout: str,
-    csv_version: str,
+    settings: dict[str, Any],
     bbox: bool,
     seconds: float,
 ) -> dict[str, Any]:
+    """The summary :func:`generate` returns; ``settings`` echoes its arguments."""
     counts = {f: sum(f in p.findings for p in plan) for f in FINDINGS}
     return {
         "patients": len({p.patient_id for p in plan}),
         "images": len(plan),
         "rgba_images": sum(p.rgba for p in plan),
-        "size": size,
-        "layout": layout,
-        "csv_version": csv_version,
-        "data_entry": DATA_ENTRY_FILES[csv_version],
+        **settings,
+        "data_entry": DATA_ENTRY_FILES[settings["csv_version"]],
         "train_val_images": sum(not p.test for p in plan),
         "test_images": sum(p.test for p in plan),
         "test_patients": len({p.patient_id for p in plan if p.test}),
@@ -421,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         "--csv-version", choices=tuple(DATA_ENTRY_FILES), default="2017"
     )
     parser.add_argument(
+        "--frequencies",
+        choices=FREQUENCIES,
+        default="nih",
+        help="first-finding frequencies: the real data's (nih) or equal (uniform)",
+    )
+    parser.add_argument(
         "--no-bbox", action="store_true", help="do not write BBox_List_2017.csv"
     )
     args = parser.parse_args(argv)
@@ -433,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             layout=args.layout,
             csv_version=args.csv_version,
             bbox=not args.no_bbox,
+            frequencies=args.frequencies,
             progress=sys.stderr.isatty(),
         )
     except ValueError as err:

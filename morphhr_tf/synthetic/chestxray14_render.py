@@ -36,24 +36,9 @@ import dataclasses
 
 import numpy as np
 
+from morphhr_tf.data.adapters.chestxray14 import FINDINGS
 from morphhr_tf.synthetic.render import power_law_noise
 
-FINDINGS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
 VIEWS = ("PA", "AP")
 MIN_SIZE = 64
 CHEST_WIDTH_MM = 430.0  # detector width the image covers (power-law scale)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from morphhr_tf.data.adapters import chestxray14 as adapter
 from morphhr_tf.data.png_reader import read_radiograph
+from morphhr_tf.synthetic import chestxray14_plan, chestxray14_render
 from morphhr_tf.synthetic.chestxray14 import (
     BBOX_FINDINGS,
     BBOX_HEADER,
@@ -289,6 +292,12 @@ def test_label_prevalence_and_co_occurrence_follow_the_real_data():
         ({"patients": 2, "layout": "tree"}, "layout must be one of"),
         ({"patients": 2, "csv_version": 2017}, "csv_version must be '2017' or '2020'"),
         ({"patients": 2, "bbox": "yes"}, "bbox must be True or False"),
+        (
+            {"patients": 2, "frequencies": "flat"},
+            "frequencies must be one of ('nih', 'uniform'). "
+            "Received: frequencies='flat'",
+        ),
+        ({"patients": 2, "frequencies": None}, "Received: frequencies=None"),
     ],
 )
 def test_bad_arguments_are_refused(tmp_path, kwargs, match):
@@ -308,3 +317,80 @@ def test_cli_writes_a_tree_and_prints_the_summary(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["patients"] == 2 and isinstance(summary["boxes"], int)
     assert len(os.listdir(out / "images")) == summary["images"]
+
+
+# Label counts of generate(patients=150, size=64, seed=0) before the
+# ``frequencies`` argument existed: "nih" must reproduce them.
+NIH_COUNTS_150 = {
+    "Atelectasis": 29,
+    "Cardiomegaly": 3,
+    "Effusion": 41,
+    "Infiltration": 52,
+    "Mass": 24,
+    "Nodule": 19,
+    "Pneumonia": 2,
+    "Pneumothorax": 19,
+    "Consolidation": 18,
+    "Edema": 5,
+    "Emphysema": 15,
+    "Fibrosis": 7,
+    "Pleural_Thickening": 3,
+    "Hernia": 0,
+}
+
+
+def test_uniform_frequencies_give_every_finding_positives(tmp_path):
+    summary = generate(tmp_path, patients=150, size=SIZE, frequencies="uniform")
+    assert summary["frequencies"] == "uniform"
+    assert set(summary["label_counts"]) == set(FINDINGS)
+    assert min(summary["label_counts"].values()) >= 5, summary["label_counts"]
+    with open(tmp_path / "Data_Entry_2017.csv", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    for finding in FINDINGS:
+        n = sum(finding in row[1].split("|") for row in rows)
+        assert n == summary["label_counts"][finding]
+
+
+def test_nih_frequencies_keep_the_label_counts(tmp_path):
+    summary = generate(tmp_path, patients=150, size=SIZE, seed=0)
+    assert summary["frequencies"] == "nih"
+    assert summary["label_counts"] == NIH_COUNTS_150
+    plan = plan_images(np.random.default_rng([0, 1]), 150, "nih")
+    assert {f: sum(f in p.findings for p in plan) for f in FINDINGS} == NIH_COUNTS_150
+
+
+def test_uniform_keeps_co_occurrence_and_chronic_follow_ups():
+    plan = plan_images(np.random.default_rng(0), 600, frequencies="uniform")
+    pairs = [
+        frozenset(pair)
+        for p in plan
+        if p.follow_up == 0  # no chronic finding carried over
+        for pair in itertools.combinations(p.findings, 2)
+    ]
+    chance = len(chestxray14_plan.LINKED) / (len(FINDINGS) * 13 / 2)
+    assert np.mean([pair in chestxray14_plan.LINKED for pair in pairs]) > 2 * chance
+    kept = [
+        "Hernia" in b.findings
+        for a, b in zip(plan, plan[1:])
+        if a.patient_id == b.patient_id and "Hernia" in a.findings
+    ]
+    assert kept and np.mean(kept) >= 0.5
+
+
+def test_plan_images_refuses_unknown_frequencies():
+    with pytest.raises(ValueError, match=re.escape("Received: frequencies='real'")):
+        plan_images(np.random.default_rng(0), 3, frequencies="real")
+
+
+def test_cli_takes_frequencies(tmp_path, capsys):
+    argv = [str(tmp_path / "cxr"), "--patients", "2", "--size", "64"]
+    assert main([*argv, "--frequencies", "uniform"]) == 0
+    assert json.loads(capsys.readouterr().out)["frequencies"] == "uniform"
+    with pytest.raises(SystemExit):
+        main([*argv, "--frequencies", "even"])
+
+
+def test_findings_are_the_adapters():
+    assert FINDINGS is adapter.FINDINGS
+    assert chestxray14_render.FINDINGS is adapter.FINDINGS
+    assert chestxray14_plan.FINDINGS is adapter.FINDINGS
