@@ -10,7 +10,8 @@ diagram.
 
 :func:`plot_roc`, :func:`plot_precision_recall` and :func:`plot_calibration`
 take ``{model name: (labels, scores)}``: one entry draws one model, several
-entries overlay them on the same axes. A TFMA evaluation stores no scores, only
+entries overlay them on the same axes. :func:`plot_roc_grid` draws one small
+ROC panel per label of a multi-label model. A TFMA evaluation stores no scores, only
 confusion matrices at thresholds: :func:`roc_from_eval_result` reads its ROC
 points and :func:`plot_roc_points` draws them.
 """
@@ -107,6 +108,68 @@ def plot_roc(
     )
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_roc_grid(
+    panels: Mapping[str, Curves],
+    path: str,
+    *,
+    columns: int = 4,
+    title: str = "ROC per finding",
+) -> str:
+    """One small ROC panel per label (e.g. ChestX-ray14's 14 findings), each
+    overlaying the models with their AUC in the legend.
+
+    Args:
+        panels: ``{label name: {model name: (labels, scores)}}``; a label
+            whose labels hold a single class gets an empty panel saying so.
+        path: the PNG path.
+        columns: panels per row.
+        title: the figure title.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: for no panels, a panel without models, or ``columns < 1``.
+    """
+    if not panels or not all(panels.values()):
+        raise ValueError(
+            "Nothing to plot: every label needs at least one model. Received: "
+            f"{ {k: list(v) for k, v in panels.items()} }"
+        )
+    if columns < 1:
+        raise ValueError(f"columns must be >= 1. Received: {columns!r}")
+    cols = min(columns, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(2.7 * cols, 2.7 * rows), squeeze=False
+    )
+    for ax, (label, curves) in zip(axes.ravel(), panels.items()):
+        y0 = np.asarray(next(iter(curves.values()))[0])
+        ax.set_title(f"{label} ({int(y0.sum())} of {y0.size})", fontsize=8)
+        ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.6)
+        for name, (labels, scores) in curves.items():
+            try:
+                fpr, tpr, _ = M.roc_curve(labels, scores)
+            except ValueError:
+                ax.text(0.5, 0.5, "single class:\nno AUC", ha="center", fontsize=8)
+                break
+            auc = M.auc(labels, scores)
+            text = f"{name}: {auc:.3f}" if len(curves) > 1 else f"AUC {auc:.3f}"
+            ax.plot(fpr, tpr, lw=1.2, label=text)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=6, handlelength=1.2)
+        ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
+        ax.tick_params(labelsize=6)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(panels) :]:
+        ax.axis("off")
+    fig.supxlabel("1 - specificity", fontsize=8)
+    fig.supylabel("sensitivity", fontsize=8)
+    fig.suptitle(f"{title} (positives of images; AUC in the legend)", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -3,6 +3,8 @@
     python -m morphhr_tf.evaluation.report --predictions a.csv [b.csv ...] --out DIR
     python -m morphhr_tf.evaluation.report --predictions predictions.csv \\
         --labels labels.csv --out DIR [--exam-by patient]
+    python -m morphhr_tf.evaluation.report --predictions chest.csv [b.csv ...] \\
+        --labels Data_Entry_2017.csv --out DIR [--label-names A B] [--ci delong]
 
 Each CSV has a ``label`` column (0/1) and a ``probability`` (or ``score``)
 column; an ``image_key`` or ``path`` column, when present in every file, pairs
@@ -29,6 +31,11 @@ max over breasts of the breast means, mean and max; a breast or exam is
 positive if any of its images is). ``--exam-by study`` (default) makes an
 exam one patient's study, ``patient`` all of a patient's images. Images
 without a patient key or laterality count at image level only.
+
+Predictions of a multi-label model (a probability column per label, e.g.
+ChestX-ray14's findings, or ``--label-names``) get the multi-label report
+(:mod:`morphhr_tf.evaluation.multilabel_report`): AUC per finding and the mean
+AUC with 95% CIs, DeLong per finding against the first model.
 """
 
 from __future__ import annotations
@@ -40,8 +47,9 @@ import sys
 
 import numpy as np
 
-from morphhr_tf.evaluation import aggregate, plots
+from morphhr_tf.evaluation import aggregate, multilabel_io, plots
 from morphhr_tf.evaluation import metrics as M
+from morphhr_tf.evaluation.multilabel_report import build_multilabel_report
 
 _SCORE_COLUMNS = ("probability", "score")
 _KEY_COLUMNS = ("image_key", "path")
@@ -395,15 +403,31 @@ def main(argv: list[str] | None = None) -> int:
         "--labels", default=None, help="labels CSV (label + image_key or path)"
     )
     parser.add_argument("--exam-by", default="study", choices=aggregate.EXAM_BY)
+    parser.add_argument(
+        "--label-names", nargs="+", default=None, help="multi-label: label columns"
+    )
+    parser.add_argument(
+        "--ci", default="bootstrap", choices=("bootstrap", "delong"), help="multi-label"
+    )
     args = parser.parse_args(argv)
     try:
-        path = build_report(
-            args.predictions,
-            args.out,
-            args.names,
-            labels=args.labels,
-            exam_by=args.exam_by,
-        )
+        if multilabel_io.is_multilabel(args.predictions[0], args.label_names):
+            path = build_multilabel_report(
+                args.predictions,
+                args.out,
+                args.names,
+                labels=args.labels,
+                label_names=args.label_names,
+                ci_method=args.ci,
+            )
+        else:
+            path = build_report(
+                args.predictions,
+                args.out,
+                args.names,
+                labels=args.labels,
+                exam_by=args.exam_by,
+            )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import average_precision_score, roc_curve
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from morphhr_tf.evaluation import plots
 
@@ -202,3 +202,31 @@ def test_roc_from_tfma_confusion_matrices_and_its_plot(tmp_path):
         {"overall": (fpr, tpr), "CC": cc}, str(tmp_path / "tfma_roc.png")
     )
     assert _png(path)
+
+
+def test_roc_grid_panels_are_sklearns_curves(tmp_path, drawn):
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, (60, 3))
+    y[:, 2] = 0  # a label with a single class: an empty panel
+    s = np.round(y + rng.normal(size=y.shape), 1)
+    panels = {
+        name: {"a": (y[:, j], s[:, j]), "b": (y[:, j], -s[:, j])}
+        for j, name in enumerate(["Effusion", "Mass", "Hernia"])
+    }
+    path = plots.plot_roc_grid(panels, str(tmp_path / "grid.png"), columns=2)
+    assert _png(path)
+    axes = drawn[0].axes
+    assert len(axes) == 4 and not axes[3].axison  # 2 x 2, the last unused
+    for j, ax in enumerate(axes[:2]):
+        assert ax.get_title() == f"{list(panels)[j]} ({y[:, j].sum()} of 60)"
+        curve = _line(ax, "a: ")
+        fpr, tpr, _ = roc_curve(y[:, j], s[:, j], drop_intermediate=False)
+        np.testing.assert_array_equal(curve.get_xdata(), fpr)
+        np.testing.assert_array_equal(curve.get_ydata(), tpr)
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend[0] == f"a: {roc_auc_score(y[:, j], s[:, j]):.3f}"
+    assert "single class" in axes[2].texts[0].get_text()
+    with pytest.raises(ValueError, match="every label needs at least one model"):
+        plots.plot_roc_grid({"Mass": {}}, str(tmp_path / "x.png"))
+    with pytest.raises(ValueError, match="columns must be >= 1. Received: 0"):
+        plots.plot_roc_grid(panels, str(tmp_path / "x.png"), columns=0)
