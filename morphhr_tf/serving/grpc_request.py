@@ -43,7 +43,9 @@ def predict_request(
         image_size, resize_mode: preprocessing, as for :func:`rest_request`.
 
     Returns:
-        The request; the response's ``outputs["probability"]`` holds [1, 1].
+        The request; the response's ``outputs["probability"]`` holds [1, 1]
+        (a multi-label model's: ``outputs["probabilities"]`` [1, L] and one
+        [1, 1] per label name; see :mod:`morphhr_tf.serving.signatures`).
 
     Raises:
         ValueError: for an unknown signature.

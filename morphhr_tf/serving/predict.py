@@ -23,6 +23,16 @@ raw identifier is written. The patient key hashes the DICOM PatientID, so it
 matches the ingest's ``patient_key`` only where the data set's patient id is
 the PatientID (CBIS-DDSM's ``P_00001`` is not).
 
+A multi-label SavedModel (one carrying ``label_names``: ChestX-ray14's
+findings) writes one probability column per label, named by the label
+(``path,Atelectasis,...,Hernia,status,reason,...``), from the signature's
+``probabilities`` output; its PNG files are read by the ingest's defensive
+reader (:func:`morphhr_tf.data.png_reader.read_radiograph`) and, like its
+DICOM files (pass ``--modalities CR,DX`` or ``any``), only resized to the
+model's resolution, as ingestion does for chest radiographs (no breast crop,
+no flip). The breast and exam files make no sense for it: ``--levels`` is
+then skipped with one line on stdout.
+
 With ``--levels`` (the default) two more CSVs are written next to ``--out``
 (``predictions.csv`` -> ``predictions_breast.csv``, ``predictions_exam.csv``):
 one row per breast (an exam's images of one laterality: ``n_images``,
@@ -114,12 +124,44 @@ def find_dicom_files(path: str) -> list[str]:
     return sorted(found)
 
 
+def csv_fields(label_names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The image CSV's columns: :data:`FIELDS`, or for a multi-label model one
+    probability column per label name in place of ``probability``.
+
+    Raises:
+        ValueError: if a label name is also one of the other columns.
+    """
+    if label_names is None:
+        return FIELDS
+    clash = sorted(set(label_names) & set(FIELDS))
+    if clash:
+        raise ValueError(
+            f"label names {clash} clash with the CSV columns {FIELDS}. Received: "
+            f"label_names={list(label_names)}"
+        )
+    return ("path", *label_names, "status", "reason") + HEADER_FIELDS
+
+
 def _load(
-    path: str, preprocessing: dict, modalities: Sequence[str] | None, salt: bytes
+    path: str,
+    preprocessing: dict,
+    modalities: Sequence[str] | None,
+    salt: bytes,
+    radiograph: bool = False,
 ) -> tuple[bytes, dict[str, str]]:
-    """The PNG to score and the header fields (salted keys, laterality, view)."""
+    """The PNG to score and the header fields (salted keys, laterality, view).
+
+    A mammogram model's PNG files are sent as they are; a multi-label
+    (``radiograph``) model's files are read and resized as ingestion does.
+    """
     from morphhr_tf.serving import preprocess
 
+    if radiograph:
+        pixels, meta = preprocess.read_and_preprocess_radiograph(
+            path, modalities=modalities, salt=salt, **preprocessing
+        )
+        header = {k: str(meta.get(k, "") or "") for k in HEADER_FIELDS}
+        return preprocess.png_bytes(pixels), header
     if path.lower().endswith(PNG_SUFFIXES):
         with open(path, "rb") as f:
             return f.read(), dict.fromkeys(HEADER_FIELDS, "")
@@ -146,6 +188,12 @@ def predict_files(
     refused batch is retried file by file). A probability that is not a
     finite number in [0, 1] is never reported as a score.
 
+    A multi-label SavedModel (one with ``label_names``, e.g. ChestX-ray14)
+    gets one probability column per label name instead of ``probability``
+    (:func:`csv_fields`), and its files, PNG or DICOM, are read and resized
+    as ingestion reads them (no breast crop or flip:
+    :func:`morphhr_tf.serving.preprocess.read_and_preprocess_radiograph`).
+
     Args:
         model_dir: SavedModel (or TF Serving base) directory.
         files: DICOM or PNG paths.
@@ -159,7 +207,8 @@ def predict_files(
 
     Returns:
         ``[{"path", "probability", "status", "reason", "patient_key",
-        "study_key", "laterality", "view"}]`` (:data:`FIELDS`).
+        "study_key", "laterality", "view"}]`` (:data:`FIELDS`; the keys of
+        :func:`csv_fields`, in order, for a multi-label model).
 
     Raises:
         ValueError: if ``model_dir`` holds no SavedModel, or ``batch_size``
@@ -171,7 +220,8 @@ def predict_files(
 
     from morphhr_tf.data import deid
     from morphhr_tf.data.dicom_reader import DicomRejected
-    from morphhr_tf.data.features import PROBABILITY
+    from morphhr_tf.data.features import PROBABILITIES, PROBABILITY
+    from morphhr_tf.data.png_reader import PngRejected
     from morphhr_tf.serving.signatures import PNG_INPUT, PREDICT_PNG
 
     if batch_size < 1:
@@ -189,17 +239,22 @@ def predict_files(
     }
     key = deid.resolve_salt(salt)
     predict = loaded.signatures[PREDICT_PNG]
-    rows = [dict.fromkeys(FIELDS, "") | {"path": f} for f in files]
+    names = label_names(loaded)
+    columns = (PROBABILITY,) if names is None else names
+    output = PROBABILITY if names is None else PROBABILITIES
+    rows = [dict.fromkeys(csv_fields(names), "") | {"path": f} for f in files]
     pending: list[tuple[int, bytes]] = []
 
     def score(batch: list[tuple[int, bytes]]) -> None:
         pngs = tf.constant([png for _, png in batch])
-        probs = predict(**{PNG_INPUT: pngs})[PROBABILITY].numpy().ravel()
-        for (i, _), p in zip(batch, probs):
-            if math.isfinite(float(p)) and 0.0 <= float(p) <= 1.0:
-                rows[i].update(probability=f"{float(p):.6f}", status="ok")
+        probs = predict(**{PNG_INPUT: pngs})[output].numpy()
+        for (i, _), values in zip(batch, probs.reshape(len(batch), len(columns))):
+            bad = [p for p in values if not (math.isfinite(p) and 0 <= p <= 1)]
+            if bad:
+                rows[i].update(status="rejected", reason=f"model returned {bad[0]!r}")
             else:
-                rows[i].update(status="rejected", reason=f"model returned {p!r}")
+                scores = {c: f"{float(p):.6f}" for c, p in zip(columns, values)}
+                rows[i].update(scores, status="ok")
 
     def flush() -> None:
         if not pending:
@@ -221,8 +276,8 @@ def predict_files(
     )
     for i, path in enumerate(bar):
         try:
-            png, header = _load(path, preprocessing, modalities, key)
-        except DicomRejected as err:
+            png, header = _load(path, preprocessing, modalities, key, bool(names))
+        except (DicomRejected, PngRejected) as err:
             rows[i].update(status="rejected", reason=str(err))
             continue
         except Exception as err:  # report, never stop the batch
@@ -234,6 +289,13 @@ def predict_files(
             flush()
     flush()
     return rows
+
+
+def label_names(loaded) -> tuple[str, ...] | None:
+    """The ``label_names`` a loaded multi-label SavedModel carries, else None."""
+    if not hasattr(loaded, "label_names"):
+        return None
+    return tuple(n.decode("utf-8") for n in loaded.label_names.numpy().tolist())
 
 
 def level_paths(out: str) -> dict[str, str]:
@@ -329,14 +391,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    _write_csv(args.out, FIELDS, rows)
+    fields = tuple(rows[0])  # csv_fields of the model's label names
+    _write_csv(args.out, fields, rows)
     rejected = [r for r in rows if r["status"] == "rejected"]
     print(
         f"{len(rows) - len(rejected)} predicted, {len(rejected)} rejected -> {args.out}"
     )
     for r in rejected:
         print(f"  rejected {r['path']}: {r['reason']}")
-    if args.levels:
+    if args.levels and "probability" not in fields:
+        print(
+            "levels: skipped (multi-label model: the breast and exam files are "
+            "for mammograms)"
+        )
+    elif args.levels:
         print(write_levels(rows, args.out, args.exam_by))
     if len(rejected) == len(rows):
         print(

@@ -3,6 +3,8 @@
 The same reader and preprocessing as :mod:`morphhr_tf.data.ingest` (crop to
 the breast, canonical orientation, resize, 16-bit quantization), so a file sent
 to the served model is seen exactly as the pipeline saw its training data.
+Other radiographs (ChestX-ray14 PNGs) are only resized and quantized, as
+ingestion does (:func:`read_and_preprocess_radiograph`).
 """
 
 from __future__ import annotations
@@ -85,3 +87,44 @@ def example_bytes(pixels: np.ndarray) -> bytes:
     feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[png_bytes(pixels)]))
     example = tf.train.Example(features=tf.train.Features(feature={F.IMAGE: feature}))
     return example.SerializeToString(deterministic=True)
+
+
+def read_and_preprocess_radiograph(
+    path: str | os.PathLike,
+    *,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    resize_mode: str = "square",
+    modalities: Iterable[str] | None = DEFAULT_MODALITIES,
+    salt: str | bytes | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Reads a radiograph other than a mammogram (ChestX-ray14) as ingestion
+    does: resize and 16-bit quantization only, no crop, no flip.
+
+    Args:
+        path: a ``.png`` (read with the defensive
+            :func:`morphhr_tf.data.png_reader.read_radiograph`) or a DICOM
+            file (:func:`morphhr_tf.data.dicom_reader.read_mammogram`).
+        image_size: output side in pixels (the model's resolution).
+        resize_mode: ``square`` or ``pad``, as at ingestion.
+        modalities: accepted DICOM Modality values (DICOM only).
+        salt: salt of the DICOM's ``patient_key`` and ``study_key``.
+
+    Returns:
+        ``(uint16 [image_size, image_size], meta)``; a PNG's meta has no
+        keys, laterality or view.
+
+    Raises:
+        morphhr_tf.data.png_reader.PngRejected: an unusable PNG.
+        morphhr_tf.data.DicomRejected: a DICOM file ingestion would reject.
+    """
+    from morphhr_tf.data.png_reader import read_radiograph
+
+    # By extension, as the ingest does (morphhr_tf.data.ingest_encode.is_png).
+    if os.fspath(path).lower().endswith(".png"):
+        image, meta = read_radiograph(path)
+    else:
+        image, meta = read_mammogram(path, modalities=modalities, salt=salt)
+    pre = MammogramPreprocessor(
+        image_size=image_size, resize_mode=resize_mode, crop=False, orient=False
+    )
+    return pre(image), meta

@@ -40,6 +40,9 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   ``class_weight`` (``binary``: a weight per example; ``multilabel``: a
   weight per label and example, ``n / (2 n_positive)`` for a positive and
   ``n / (2 n_negative)`` for a negative of that label) or ``none``.
+- ``calibration``: ``platt`` (default), ``isotonic`` or ``none``: the map
+  fitted on the eval split that the SavedModel applies to its
+  probabilities (:mod:`morphhr_tf.training.finalize`).
 - ``augment``: flips along the chest wall, small affine, intensity jitter.
 - ``seed``.
 
@@ -62,6 +65,7 @@ DETAIL_BRANCHES = ("zeros", "antithetic", "none")
 SCHEDULES = ("cosine", "constant")
 BALANCES = ("sample", "class_weight", "none")
 TASKS = ("binary", "multilabel")
+CALIBRATIONS = ("platt", "isotonic", "none")
 # custom_config keys of tfx.extensions.google_cloud_ai_platform (its executor
 # consumes them; run_fn sees them too).
 PLATFORM_KEY_PREFIX = "ai_platform_"
@@ -141,6 +145,7 @@ class TrainingConfig:
     strategy: str = "auto"
     balance: str = "sample"
     augment: bool = True
+    calibration: str = "platt"
     seed: int = 0
 
     def __post_init__(self):
@@ -154,6 +159,7 @@ class TrainingConfig:
         for name, allowed in (
             ("model", MODELS),
             ("task", TASKS),
+            ("calibration", CALIBRATIONS),
             ("schedule", SCHEDULES),
             ("balance", BALANCES),
             ("detail_branch", DETAIL_BRANCHES),

@@ -99,6 +99,24 @@ def count_labels(file_patterns: str | Sequence[str]) -> tuple[int, int]:
     return neg, pos
 
 
+def read_string_features(
+    file_patterns: str | Sequence[str], keys: Sequence[str]
+) -> dict[str, list[str]]:
+    """The string features ``keys`` of every record, in the order in which an
+    unshuffled :func:`make_dataset` (``training=False``) yields the records.
+
+    Missing features read as ``""``.
+    """
+    spec = {k: tf.io.FixedLenFeature([], tf.string, default_value="") for k in keys}
+    ds = _records(_list_files(file_patterns)).batch(512)
+    ds = ds.map(lambda s: tf.io.parse_example(s, spec))
+    out: dict[str, list[str]] = {k: [] for k in keys}
+    for batch in ds.as_numpy_iterator():
+        for k in keys:
+            out[k].extend(v.decode("utf-8", "replace") for v in batch[k])
+    return out
+
+
 def count_label_matrix(
     file_patterns: str | Sequence[str], num_labels: int
 ) -> tuple[int, list[int]]:

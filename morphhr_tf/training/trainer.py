@@ -49,11 +49,13 @@ from morphhr_tf.training.checks import (
     auc,
     evaluate_auc,
     morph_check,
+    per_label_auc,
     predict,
     resolution_gain,
 )
 from morphhr_tf.training.config import TrainingConfig
 from morphhr_tf.training.export import export_serving_model
+from morphhr_tf.training.finalize import finalize
 from morphhr_tf.training.precision import select_precision
 from morphhr_tf.training.stages import (
     Splits,
@@ -111,7 +113,8 @@ def _build_base(config: TrainingConfig, resolution: int) -> keras.Model:
         input_shape=(resolution, resolution, 1),
         width=config.width,
         include_top=True,
-        num_classes=1,
+        num_classes=config.num_outputs,
+        multi_label=config.task == "multilabel",
     )
 
 
@@ -130,7 +133,10 @@ def _pretrained_base(config: TrainingConfig, resolution: int) -> keras.Model:
 
         backbone = keras_hub.models.ResNetBackbone.from_preset(path)
         base3 = resnet18(
-            input_shape=(resolution, resolution, 3), width=config.width, num_classes=1
+            input_shape=(resolution, resolution, 3),
+            width=config.width,
+            num_classes=config.num_outputs,
+            multi_label=config.task == "multilabel",
         )
         import_keras_hub_resnet(base3, backbone)
         return collapse_input_channels(base3)
@@ -157,7 +163,13 @@ def warm_start(
     summary: dict[str, Any] = {"auc_warm_start": evaluate_auc(model, datasets[1])}
     stage_dir = os.path.join(log_dir, "warm_start")
     summary["history"], _ = train_stage(
-        model, datasets, config, strategy, steps=steps, log_dir=stage_dir
+        model,
+        datasets,
+        config,
+        strategy,
+        steps=steps,
+        log_dir=stage_dir,
+        loss=splits.loss(config),
     )
     summary["auc_final"] = evaluate_auc(model, datasets[1])
     return model, summary
@@ -198,14 +210,24 @@ def train_base(
         )
         stage_dir = os.path.join(log_dir, "stage1_base")
         history, seconds = train_stage(
-            base, datasets, config, strategy, steps=base_steps, log_dir=stage_dir
+            base,
+            datasets,
+            config,
+            strategy,
+            steps=base_steps,
+            log_dir=stage_dir,
+            loss=splits.loss(config),
         )
         summary.update(stage1_history=history, stage1_seconds=seconds)
     else:
         with strategy.scope():
-            compile_layerwise(base, config, max(steps, 1))
+            compile_layerwise(base, config, max(steps, 1), loss=splits.loss(config))
     p_base, base_labels = predict(base, datasets[1])
     summary["auc_base"] = auc(base_labels, p_base)
+    if config.task == "multilabel":
+        summary["per_label_auc_base"] = dict(
+            zip(config.label_list, per_label_auc(base_labels, p_base), strict=True)
+        )
     _log(f"eval AUC of the base at {base_resolution} px: {summary['auc_base']:.4f}")
     return base, (p_base, base_labels), summary
 
@@ -259,10 +281,12 @@ def train_morphhr(
     *,
     steps: int,
     log_dir: str,
+    loss: keras.losses.Loss | None = None,
 ) -> dict[str, Any]:
     """Stage 2: the front at the morph learning rate, the trunk at a fraction.
 
-    ``base_eval`` is the base's eval pass, compared with MorphHR's after it.
+    ``base_eval`` is the base's eval pass, compared with MorphHR's after it;
+    ``loss`` the training loss (``Splits.loss``).
     """
     _log(f"stage 2: MorphHR at {config.resolution} px, {steps} steps")
     history, seconds = train_stage(
@@ -273,6 +297,7 @@ def train_morphhr(
         steps=steps,
         log_dir=os.path.join(log_dir, "stage2_morphhr"),
         peak=config.morph_learning_rate or config.learning_rate,
+        loss=loss,
         lr_multipliers=dict.fromkeys(front, 1.0),
         default_multiplier=config.trunk_lr_multiplier,
     )
@@ -285,6 +310,11 @@ def train_morphhr(
         "auc_final": gain["auc_final"],
         "resolution_gain": gain,
     }
+    if "per_label" in gain:
+        summary["per_label_auc"] = {
+            name: part["auc_final"]
+            for name, part in zip(config.label_list, gain["per_label"], strict=True)
+        }
     _log(
         f"eval AUC after stage 2: {summary['auc_final']:.4f} at {config.resolution} px "
         f"against the base's {gain['auc_base']:.4f} at "
@@ -331,13 +361,24 @@ def train(
     summary.update(part)
     if config.model == "resnet18":
         summary["auc_final"] = summary["auc_base"]
+        if "per_label_auc_base" in summary:
+            summary["per_label_auc"] = summary["per_label_auc_base"]
         return base, summary
     # Built before the morph, as the datasets always were.
     datasets = make_datasets(splits, config.resolution, config, strategy)
     model, front, check = morph(base, config, splits, strategy)
     summary.update(check)
     summary.update(
-        train_morphhr(model, front, datasets, base_eval, config, strategy, **run)
+        train_morphhr(
+            model,
+            front,
+            datasets,
+            base_eval,
+            config,
+            strategy,
+            loss=splits.loss(config),
+            **run,
+        )
     )
     return model, summary
 
@@ -348,17 +389,47 @@ def _save_outputs(
     config: TrainingConfig,
     serving_model_dir: str,
     model_run_dir: str,
-    previous_policy: str,
+    final: dict[str, Any],
 ) -> None:
-    """Writes the Keras model, the float32 SavedModel and the summary."""
+    """Writes the Keras model, the model card, the float32 SavedModel (with
+    the calibration and operating points of :func:`finalize`) and the summary."""
     keras_path = keras_model_path(serving_model_dir)
     tf.io.gfile.makedirs(os.path.dirname(keras_path))
     model.save(keras_path)
-    keras.config.set_dtype_policy(previous_policy)
-    export_serving_model(model, serving_model_dir)
+    write_model_card(final["model_card"], serving_model_dir)
+    export_serving_model(
+        model,
+        serving_model_dir,
+        label_names=config.label_list or None,
+        calibration=final["calibration"],
+        operating_points=final["operating_points"],
+    )
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=2)
+
+
+def write_model_card(card: dict[str, Any], serving_model_dir: str) -> list[str]:
+    """Writes the model card (Markdown and JSON) into the SavedModel's
+    ``assets.extra``, which the Pusher delivers with the model."""
+    from morphhr_tf.evaluation.model_card import (
+        JSON_FILE,
+        MARKDOWN_FILE,
+        render_markdown,
+    )
+
+    folder = os.path.join(serving_model_dir, "assets.extra")
+    tf.io.gfile.makedirs(folder)
+    paths = []
+    for name, text in (
+        (MARKDOWN_FILE, render_markdown(card)),
+        (JSON_FILE, json.dumps(card, indent=1, allow_nan=False)),
+    ):
+        path = os.path.join(folder, name)
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(text + "\n")
+        paths.append(path)
+    return paths
 
 
 def _base_model_path(fn_args) -> str | None:
@@ -424,9 +495,9 @@ def run_fn(fn_args) -> None:
             task=task_of(strategy),
             train_seconds=round(time.time() - start, 1),
         )
-        _save_outputs(
-            model, summary, config, serving_model_dir, model_run_dir, previous_policy
-        )
+        keras.config.set_dtype_policy(previous_policy)
+        final = finalize(model, summary, config, fn_args.eval_files)
+        _save_outputs(model, summary, config, serving_model_dir, model_run_dir, final)
         # The Trainer checks serving_model_dir on every worker: leave only
         # once the chief has written it.
         barrier(strategy)

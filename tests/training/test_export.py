@@ -1,3 +1,5 @@
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -49,3 +51,34 @@ def test_exported_saved_model_is_float32_with_three_signatures(tmp_path):
     ]
     dtypes = {n.attr["T"].type for n in ops if "T" in n.attr}
     assert tf.bfloat16.as_datatype_enum not in dtypes
+    # Binary, no calibration: the outputs and files of before multi-label.
+    assert not hasattr(loaded, "label_names")
+    assert not hasattr(loaded, "calibration_method")
+    assert os.listdir(os.path.join(path, "assets.extra")) == [
+        "tf_serving_warmup_requests"
+    ]
+    outputs = loaded.signatures["predict_image"].structured_outputs
+    assert set(outputs) == {"probability"}
+
+
+def test_mixed_precision_multilabel_model_exports_float32_named_outputs(tmp_path):
+    names = ["Effusion", "Mass"]
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        inputs = keras.Input((32, 32, 1))
+        x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Dense(2, activation="sigmoid", dtype="float32")(x)
+        model = keras.Model(inputs, x)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    path = export_serving_model(model, str(tmp_path / "m"), label_names=names)
+    loaded = tf.saved_model.load(path)
+    assert [n.decode() for n in loaded.label_names.numpy()] == names
+    x = np.random.default_rng(0).random((2, 32, 32, 1)).astype(np.float32)
+    outputs = loaded.signatures["predict_image"](images=tf.constant(x))
+    assert set(outputs) == {"probabilities", *names}
+    assert outputs["probabilities"].dtype == tf.float32
+    expected = np.asarray(float32_copy(model)(x, training=False))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5)

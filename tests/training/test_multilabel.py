@@ -164,3 +164,47 @@ def test_morphhr_trains_every_label_and_the_morph_preserves_each(
     aucs = [v for v in summary["per_label_auc"].values() if not np.isnan(v)]
     assert summary["auc_final"] == pytest.approx(np.mean(aucs))
     assert len(summary["resolution_gain"]["per_label"]) == 3
+
+
+@pytest.mark.slow
+def test_run_fn_exports_named_calibrated_probabilities_and_a_model_card(
+    multi_splits, tmp_path
+):
+    import json
+
+    from test_trainer import FnArgs
+
+    from morphhr_tf.evaluation.calibration import Calibration
+    from morphhr_tf.training.export import float32_copy
+
+    config = _config(model="resnet18", resolution=32, base_resolution=32)
+    args = FnArgs(multi_splits, str(tmp_path), config.to_custom_config(), steps=4)
+    trainer.run_fn(args)
+    serving = args.serving_model_dir
+    extra = os.path.join(serving, "assets.extra")
+    with open(os.path.join(extra, "calibration.json")) as f:
+        calibration = Calibration.from_json(f.read())
+    with open(os.path.join(extra, "model_card.json")) as f:
+        card = json.load(f)
+    assert card["model"]["label_names"] == list(NAMES)
+    assert [
+        row["label"] for row in card["performance_eval_split"]["per_label"]
+    ] == list(NAMES)
+    assert os.path.getsize(os.path.join(extra, "model_card.md")) > 500
+    # The served model computes in float32, whatever the training policy.
+    model = float32_copy(
+        keras.saving.load_model(trainer.keras_model_path(serving), compile=False)
+    )
+    loaded = tf.saved_model.load(serving)
+    images = tf.random.stateless_uniform([3, 32, 32, 1], seed=[1, 2])
+    out = loaded.signatures["predict_image"](images=images)
+    keras_p = np.asarray(model(images, training=False), np.float64)
+    served = out["probabilities"].numpy()
+    assert served.shape == (3, 3)
+    np.testing.assert_allclose(served, calibration.apply(keras_p), atol=1e-5)
+    np.testing.assert_allclose(out["probabilities_uncalibrated"], keras_p, atol=1e-5)
+    for j, name in enumerate(NAMES):
+        np.testing.assert_allclose(out[name].numpy()[:, 0], served[:, j], atol=1e-6)
+    with open(os.path.join(args.model_run_dir, trainer.SUMMARY_FILE)) as f:
+        summary = json.load(f)
+    assert len(summary["calibration"]["ece_before"]) == 3
