@@ -6,9 +6,12 @@ plan the new weights in numpy, then call :func:`rebuild`, which replays the
 graph with fresh copies of every layer (optionally with edited configs and
 extra layers inserted after some of them) and copies the weights.
 
-Only flat functional models are supported: every layer is called once and no
-layer is itself a model. Nested models are refused with a ``ValueError``.
-This module is the only place that touches Keras' private graph structures
+Morphs work on flat functional graphs: every layer is called once and no
+layer is itself a model. A functional model holding nested sub-models
+(Sequential or functional, e.g. ConvNeXt's stem or a keras-hub backbone inside
+a task model) is first flattened by :func:`flatten_nested`: the sub-models'
+layers are called directly, with their names and weights kept, so the morphed
+model is flat. This module is the only place that touches Keras' private graph structures
 (``Functional._nodes_by_depth``, ``Node`` and a symbolic tensor's
 ``_keras_history``); other modules go through :class:`Graph`,
 :func:`producing_layer` and :func:`input_name`.
@@ -45,6 +48,36 @@ class Call:
         return self.layer.name
 
 
+def application_layer_types() -> tuple[type, ...]:
+    """Channel-wise helper layers private to `keras.applications`.
+
+    ConvNeXt's `LayerScale` (a per-channel scale) and `StochasticDepth` (the
+    identity at inference, a per-sample scalar in training). Empty if a Keras
+    upgrade moved them.
+    """
+    try:
+        from keras.src.applications import convnext
+    except ImportError:  # pragma: no cover - depends on the Keras version
+        return ()
+    return tuple(
+        getattr(convnext, name)
+        for name in ("LayerScale", "StochasticDepth")
+        if hasattr(convnext, name)
+    )
+
+
+def elementwise_op_types() -> tuple[type, ...]:
+    """Keras operations behind `x + y`, `x * y`, ... on symbolic tensors.
+
+    A functional graph records `inputs + x` (ConvNeXt's residual) as a
+    stateless `keras.src.ops.numpy.Add` operation rather than an `Add` layer.
+    """
+    from keras.src.ops import numpy as ops_numpy
+
+    names = ("Add", "Subtract", "Multiply", "Maximum", "Minimum")
+    return tuple(getattr(ops_numpy, n) for n in names if hasattr(ops_numpy, n))
+
+
 def describe(layer: keras.Operation) -> str:
     """`'name' (ClassName)`, how error messages name a layer."""
     return f"'{layer.name}' ({type(layer).__name__})"
@@ -75,8 +108,11 @@ class Graph:
         model: a functional `keras.Model` (built with `keras.Input`).
 
     Raises:
-        ValueError: if `model` is not functional, contains a nested model or
-            calls a layer more than once.
+        ValueError: if `model` is not functional, calls a layer more than
+            once, or holds a sub-model that cannot be flattened.
+
+    `model` may hold nested sub-models; :attr:`model` is then the flattened
+    copy (see :func:`flatten_nested`), which the morphs rebuild from.
     """
 
     def __init__(self, model: keras.Model):
@@ -86,6 +122,8 @@ class Graph:
                 f"outputs). Received: a {type(model).__name__}. Rebuild a "
                 "Sequential or subclassed model with the functional API first."
             )
+        if has_nested_models(model):
+            model = flatten_nested(model)
         self.model = model
         self.calls: list[Call] = []
         self._producer: dict[int, Call] = {}
@@ -97,12 +135,6 @@ class Graph:
                 if node.operation is None or node.is_input:
                     continue
                 layer = node.operation
-                if isinstance(layer, keras.Model):
-                    raise ValueError(
-                        f"Layer {describe(layer)} is a nested model; morphs work "
-                        "on flat functional graphs. Build the model by calling "
-                        "the inner model's layers directly instead."
-                    )
                 if id(layer) in seen:
                     raise ValueError(
                         f"Layer {describe(layer)} is called more than once (a "
@@ -176,7 +208,8 @@ def replay(
         graph: the teacher graph.
         inputs: symbolic tensors standing in for `graph.model.inputs`, in order.
         config_updates: per layer name, config keys to override in the clone.
-        insert_after: per layer name, new layers applied in sequence to that
+        insert_after: per layer name, new layers (or callables applying
+            several layers, e.g. a residual block) applied in sequence to that
             layer's (single) output; every former consumer and model output
             then uses the last new layer's output. An input layer's name
             inserts after that model input.
@@ -238,7 +271,7 @@ def copy_weights(
     """Sets every weighted layer of `new_model` by name.
 
     `weights[name]` wins; otherwise the first model in `sources` with a layer
-    of that name gives its weights.
+    of that name (nested sub-models' layers included) gives its weights.
 
     Raises:
         ValueError: if a weighted layer has no source (a bug in a morph plan).
@@ -246,7 +279,7 @@ def copy_weights(
     weights = weights or {}
     lookup: dict[str, keras.layers.Layer] = {}
     for source in reversed(list(sources)):
-        for layer in source.layers:
+        for layer in _all_layers(source):
             lookup[layer.name] = layer
     for layer in new_model.layers:
         if not layer.weights:
@@ -262,6 +295,16 @@ def copy_weights(
             )
 
 
+def _all_layers(model: keras.Model) -> list:
+    """`model.layers`, each nested sub-model followed by its own layers."""
+    result = []
+    for layer in model.layers:
+        result.append(layer)
+        if isinstance(layer, keras.Model):
+            result.extend(_all_layers(layer))
+    return result
+
+
 def rebuild(
     model: keras.Model,
     *,
@@ -274,7 +317,7 @@ def rebuild(
     """A new functional model replaying `model` with edits, weights copied.
 
     Args:
-        model: the teacher (left untouched).
+        model: the teacher (left untouched); nested sub-models are flattened.
         config_updates: see :func:`replay`.
         insert_after: see :func:`replay`.
         input_shapes: per input name, a new shape (no batch dimension).
@@ -286,6 +329,7 @@ def rebuild(
         The new `keras.Model`, with the teacher's name.
     """
     graph = graph or Graph(model)
+    model = graph.model
     inputs = new_inputs(model, input_shapes)
     outputs = replay(
         graph, inputs, config_updates=config_updates, insert_after=insert_after
@@ -304,3 +348,100 @@ def unique_name(taken: Callable[[str], bool], base: str) -> str:
     while taken(f"{base}_{i}"):
         i += 1
     return f"{base}_{i}"
+
+
+def has_nested_models(model: keras.Model) -> bool:
+    """Whether any layer of `model` is itself a `keras.Model`."""
+    return any(isinstance(layer, keras.Model) for layer in model.layers)
+
+
+def flatten_nested(model: keras.Model) -> keras.Model:
+    """A flat copy of a functional `model` whose nested sub-models are inlined.
+
+    Every layer of a nested `Sequential` or functional sub-model (at any depth)
+    is cloned and called directly in the outer graph, keeping its name and
+    weights; the sub-model's own `InputLayer` disappears. The result computes
+    the same function.
+
+    Args:
+        model: a functional model, possibly holding nested sub-models.
+
+    Returns:
+        A new flat functional `keras.Model` with `model`'s name and inputs.
+
+    Raises:
+        ValueError: if a nested model is subclassed (its graph is unknown), a
+            (sub-)model layer is called more than once, or two flattened
+            layers would share a name; the message names the layer.
+    """
+    inputs = new_inputs(model)
+    clones: dict[int, tuple] = {}
+    outputs = _inline(model, inputs, clones)
+    names: dict[str, keras.Operation] = {}
+    for new, old in clones.values():
+        if new.name in names:
+            raise ValueError(
+                f"Cannot flatten model '{model.name}': two of its (nested) layers "
+                f"are named {new.name!r} ({describe(names[new.name])} and "
+                f"{describe(old)}). Give the sub-models' layers unique names."
+            )
+        names[new.name] = old
+    inputs_struct = keras.tree.pack_sequence_as(model.input, inputs)
+    outputs_struct = keras.tree.pack_sequence_as(model.output, outputs)
+    flat = keras.Model(inputs_struct, outputs_struct, name=model.name)
+    for new, old in clones.values():
+        if old.weights:
+            new.set_weights(old.get_weights())
+    return flat
+
+
+def _inline(model: keras.Model, inputs: Sequence, clones: dict) -> list:
+    """Applies clones of `model`'s layers to `inputs`; returns flat outputs."""
+    if isinstance(model, keras.Sequential):
+        if len(inputs) != 1:
+            raise ValueError(
+                f"Cannot flatten Sequential sub-model {describe(model)}: it "
+                f"receives {len(inputs)} tensors instead of one."
+            )
+        tensor = inputs[0]
+        for layer in model.layers:
+            tensor = _apply(layer, (tensor,), {}, clones)[0]
+        return [tensor]
+    if not isinstance(model, Functional):
+        raise ValueError(
+            f"Cannot flatten nested model {describe(model)}: it is subclassed, "
+            "so its graph is unknown. Only Sequential and functional sub-models "
+            "can be morphed."
+        )
+    tensor_dict = {id(old): new for old, new in zip(model.inputs, inputs)}
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.operation is None or node.is_input:
+                continue
+            args, kwargs = node.arguments.fill_in(tensor_dict)
+            outputs = _apply(node.operation, args, kwargs, clones)
+            for old, new in zip(node.outputs, outputs):
+                tensor_dict[id(old)] = new
+    return [tensor_dict[id(t)] for t in model.outputs]
+
+
+def _apply(layer, args, kwargs, clones: dict) -> list:
+    """Calls a clone of `layer` (or inlines it, if a model); flat outputs."""
+    if isinstance(layer, keras.Model):
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+        if kwargs or len(args) != 1:
+            raise ValueError(
+                f"Cannot flatten nested model {describe(layer)}: it is called "
+                "with more than one positional input structure or with keyword "
+                f"tensors ({sorted(kwargs)})."
+            )
+        return _inline(layer, keras.tree.flatten(args[0]), clones)
+    if id(layer) in clones:
+        raise ValueError(
+            f"Layer {describe(layer)} is called more than once (a shared layer or "
+            "sub-model); morphs need every layer called once."
+        )
+    new_layer = clone_layer(layer)
+    if isinstance(layer, keras.layers.Layer):  # not a stateless operation
+        clones[id(layer)] = (new_layer, layer)
+    return keras.tree.flatten(new_layer(*args, **kwargs))

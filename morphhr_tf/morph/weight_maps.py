@@ -53,6 +53,45 @@ def netmorph_index_map(old_width: int, new_width: int) -> np.ndarray:
     return np.concatenate([np.arange(old_width), extra]).astype(np.int64)
 
 
+def uniform_index_map(old_width: int, new_width: int) -> np.ndarray:
+    """Copies every unit `new_width // old_width` times: `[0..old-1, 0..old-1, ...]`.
+
+    Keeps channel statistics (mean, variance over channels) unchanged.
+
+    Raises:
+        ValueError: if `new_width` is not a multiple of `old_width`.
+    """
+    _check_widths(old_width, new_width)
+    if new_width % old_width:
+        raise ValueError(
+            f"new_width must be a multiple of the current width {old_width}. "
+            f"Received: new_width={new_width}"
+        )
+    return np.tile(np.arange(old_width), new_width // old_width).astype(np.int64)
+
+
+def is_uniform_replication(index_map: np.ndarray, old_width: int) -> bool:
+    """Whether `index_map` copies every teacher unit equally often (no new units)."""
+    index_map = np.asarray(index_map)
+    if np.any(index_map == NEW_UNIT) or len(index_map) % old_width:
+        return False
+    counts = np.bincount(index_map, minlength=old_width)
+    return bool(np.all(counts == counts[0]))
+
+
+def multiplier_index_map(index_map: np.ndarray, multiplier: int) -> np.ndarray:
+    """Index map of a depthwise output with `multiplier` channels per input.
+
+    Output channel `c * multiplier + k` reads input channel `c`; a new input
+    channel gives `multiplier` new output channels.
+    """
+    index_map = np.asarray(index_map)
+    k = np.arange(multiplier)
+    expanded = index_map[:, None] * multiplier + k[None, :]
+    expanded = np.where(index_map[:, None] == NEW_UNIT, NEW_UNIT, expanded)
+    return expanded.reshape(-1).astype(np.int64)
+
+
 def replication_counts(index_map: np.ndarray, old_width: int) -> np.ndarray:
     """How many student units copy each teacher unit (new units excluded)."""
     kept = index_map[index_map != NEW_UNIT]
@@ -157,6 +196,12 @@ def identity_conv_kernel(kernel_size: Sequence[int], channels: int) -> np.ndarra
     kernel = np.zeros((kh, kw, channels, channels), dtype=np.float32)
     kernel[kh // 2, kw // 2] = np.eye(channels, dtype=np.float32)
     return kernel
+
+
+def identity_depthwise_kernel(kernel_size: Sequence[int], channels: int) -> np.ndarray:
+    """A `(kh, kw, C, 1)` delta kernel: a same-padded depthwise identity."""
+    kernel = identity_conv_kernel(kernel_size, 1)
+    return np.tile(kernel, (1, 1, channels, 1))
 
 
 def identity_batch_norm(channels: int, epsilon: float) -> list[np.ndarray]:

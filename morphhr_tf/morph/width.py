@@ -9,9 +9,9 @@ import numpy as np
 
 from morphhr_tf.morph import layer_kinds, weight_maps
 from morphhr_tf.morph.graph import Call, Graph, describe, producing_layer, rebuild
+from morphhr_tf.morph.width_weights import new_weights
 
 _METHODS = ("net2net", "netmorph")
-_ONE_FILLED = ("gamma", "moving_variance")
 
 
 @dataclass
@@ -22,6 +22,7 @@ class _Plan:
     sources: list[tuple[Call, np.ndarray]] = field(default_factory=list)
     consumers: dict[str, tuple] = field(default_factory=dict)
     channelwise: dict[str, tuple] = field(default_factory=dict)
+    normalizations: dict[str, tuple] = field(default_factory=dict)
     config_updates: dict[str, dict] = field(default_factory=dict)
 
 
@@ -36,12 +37,27 @@ def widen(
 ) -> keras.Model:
     """Returns a copy of `model` where `layer_name` has `new_width` units.
 
-    Works on `Dense` layers and channels-last `Conv2D` layers. The new units
+    Works on `Dense` layers and channels-last, un-grouped `Conv2D` and
+    `SeparableConv2D` layers (in a nested sub-model too: the result is then
+    flat, see :func:`morphhr_tf.morph.graph.flatten_nested`). The new units
     flow through what the layer feeds: `BatchNormalization`, activations
-    (including `PActivation` and `PReLU`), pooling, padding, dropout,
-    `Reshape` keeping the last axis, `Flatten` (static spatial shape),
-    `Concatenate` on the channel axis and element-wise merges, until they
-    reach the next `Dense` / `Conv2D` layers, whose input weights absorb them.
+    (including `PActivation` and `PReLU`), `DepthwiseConv2D`
+    (`depth_multiplier=1`: its filters are copied for the new channels),
+    ConvNeXt's `LayerScale`, pooling, padding, dropout, `Reshape` keeping the
+    last axis, `Flatten` (static spatial shape), `Concatenate` on the channel
+    axis and element-wise merges, until they reach the next `Dense` / `Conv2D`
+    / `SeparableConv2D` layers, whose input weights absorb them.
+
+    A depthwise layer (`DepthwiseConv2D` or a `Conv2D` with one group per
+    channel) has as many channels as its input, so widening it widens the
+    channels it reads: the layers producing them become the widened sources.
+
+    **LayerNormalization** over the channel axis normalises with the mean and
+    variance of all channels, so new channels change them unless every old
+    unit is copied equally often. On such a path only `"net2net"` with
+    `new_width` a multiple of the old width is exact: the mapping then copies
+    every unit `new_width // old` times (not at random). Anything else is
+    refused, naming the normalisation layer.
 
     **Coupled groups.** When the layer's output meets other tensors in an
     element-wise merge (`Add`, `Multiply`, ...: residual stages, squeeze-excite
@@ -78,8 +94,9 @@ def widen(
     Raises:
         ValueError: on bad arguments, or, before anything is built, when a
             layer on the widened channels' path cannot be adapted exactly
-            (e.g. a `DepthwiseConv2D`, `LayerNormalization`, softmax, an unknown
-            custom layer, a model input or output); the message names it.
+            (e.g. a grouped `Conv2D`, a `LayerNormalization` the mapping cannot
+            keep, softmax, an unknown custom layer, a model input or output);
+            the message names it.
 
     Example:
 
@@ -108,12 +125,13 @@ def widen(
     graph = Graph(model)
     call = graph.call_of(layer_name)
     if not (
-        layer_kinds.is_linear(call.layer)
+        (layer_kinds.is_linear(call.layer) or layer_kinds.is_depthwise(call.layer))
         and layer_kinds.activation_is_elementwise(call.layer)
     ):
         raise ValueError(
-            f"widen supports Dense and channels-last, un-grouped Conv2D layers "
-            f"without softmax. Received: layer_name={layer_name!r}, which is "
+            "widen supports Dense and channels-last Conv2D (un-grouped or "
+            "depthwise), SeparableConv2D and DepthwiseConv2D layers without "
+            "softmax. Received: layer_name={layer_name!r}, which is "
             f"{describe(call.layer)}."
         )
     old_width = call.outputs[0].shape[-1]
@@ -128,7 +146,11 @@ def widen(
     else:
         index_map = weight_maps.netmorph_index_map(old_width, int(new_width))
     plan = _plan(graph, call, index_map, layer_name)
-    weights = _new_weights(plan, rng, method, noise_stddev)
+    if plan.normalizations and method == "net2net" and new_width % old_width == 0:
+        index_map = weight_maps.uniform_index_map(old_width, int(new_width))
+        plan = _plan(graph, call, index_map, layer_name)
+    _check_normalizations(plan, layer_name, method, new_width)
+    weights = new_weights(plan, rng, method, noise_stddev)
     return rebuild(
         model, config_updates=plan.config_updates, weights=weights, graph=graph
     )
@@ -154,6 +176,36 @@ def _plan(graph: Graph, call: Call, index_map: np.ndarray, layer_name: str) -> _
     return _assemble(graph, index_map, propagation.maps, propagation.sources)
 
 
+def _check_normalizations(
+    plan: _Plan, layer_name: str, method: str, new_width: int
+) -> None:
+    """Refuses when a `LayerNormalization`'s statistics would change."""
+    for layer, in_map, old in plan.normalizations.values():
+        if weight_maps.is_uniform_replication(in_map, old):
+            continue
+        raise ValueError(
+            f"Cannot widen '{layer_name}': the widened channels reach "
+            f"{describe(layer)}, which normalises over the channel axis with "
+            "the mean and variance of all its channels. New channels change "
+            "those statistics unless every old channel is copied equally "
+            "often, so the morph would not be exact. Use method='net2net' with "
+            "a new_width that makes the normalised tensor an exact multiple of "
+            f"its {old} channels. Received: method={method!r}, "
+            f"new_width={new_width}"
+        )
+
+
+def _merge(c: Call) -> bool:
+    """An element-wise merge of symbolic tensors only.
+
+    `x + y` operations count when both operands are graph tensors (an operand
+    that is a constant array could not follow a widening).
+    """
+    if not layer_kinds.is_merge(c.layer):
+        return False
+    return isinstance(c.layer, keras.layers.Layer) or len(c.inputs) == 2
+
+
 def _tied(c: Call) -> list:
     """The inputs of merge `c` tied to its output (those not broadcast)."""
     width = c.outputs[0].shape[-1]
@@ -161,10 +213,15 @@ def _tied(c: Call) -> list:
 
 
 def _channelwise(c: Call) -> bool:
-    """Whether `c` is a one-input layer that acts on each channel alone."""
-    return len(c.inputs) == 1 and layer_kinds.is_channelwise(
+    """Whether `c` is a one-input layer that acts on each channel alone.
+
+    A channel `LayerNormalization` counts (its statistics are checked later).
+    """
+    if len(c.inputs) != 1:
+        return False
+    return layer_kinds.is_channelwise(
         c.layer, c.inputs[0], c.outputs[0]
-    )
+    ) or layer_kinds.normalizes_channels(c.layer, c.inputs[0])
 
 
 def _derives(c: Call) -> bool:
@@ -227,13 +284,14 @@ class _Propagation:
             self._add_source(producer, index_map)
         elif _channelwise(producer):
             self.assign(producer.inputs[0], index_map, producer.layer)
-        elif layer_kinds.is_merge(producer.layer):
+        elif _merge(producer):
             for t in _tied(producer):
                 self.assign(t, index_map, producer.layer)
         elif not _derives(producer):
             self.refuse(
                 producer.layer,
-                "whose output is tied to them but cannot be widened exactly.",
+                "whose output is tied to them but cannot be widened exactly: "
+                + layer_kinds.why_not_adaptable(producer.layer),
             )
 
     def _add_source(self, producer: Call, index_map: np.ndarray) -> None:
@@ -250,16 +308,11 @@ class _Propagation:
                 continue
             if _channelwise(c):
                 self.assign(c.outputs[0], index_map, c.layer)
-            elif layer_kinds.is_merge(c.layer):
+            elif _merge(c):
                 for t in [*_tied(c), c.outputs[0]]:
                     self.assign(t, index_map, c.layer)
             elif not _derives(c):
-                self.refuse(
-                    c.layer,
-                    "which morphhr_tf cannot adapt exactly (not a known "
-                    "channel-wise layer, element-wise merge, channel "
-                    "concatenation, Flatten, Dense or Conv2D).",
-                )
+                self.refuse(c.layer, layer_kinds.why_not_adaptable(c.layer))
 
     def derive_next(self, deriving: list[Call]) -> bool:
         """Assigns the first derivable, unmapped output of `deriving`.
@@ -326,55 +379,11 @@ def _assemble(
         if layer_kinds.is_linear(c.layer):
             plan.consumers[c.name] = (c.layer, in_map)
         elif _channelwise(c):
-            plan.channelwise[c.name] = (c.layer, in_map, c.inputs[0].shape[-1])
-            if isinstance(c.layer, keras.layers.Reshape):
-                target = tuple(c.layer.target_shape[:-1]) + (len(in_map),)
-                plan.config_updates[c.name] = {"target_shape": target}
+            old_in = c.inputs[0].shape[-1]
+            plan.channelwise[c.name] = (c.layer, in_map, old_in)
+            update = layer_kinds.channel_config(c.layer, len(in_map))
+            if update:
+                plan.config_updates[c.name] = update
+            if layer_kinds.normalizes_channels(c.layer, c.inputs[0]):
+                plan.normalizations[c.name] = (c.layer, in_map, old_in)
     return plan
-
-
-def _new_weights(
-    plan: _Plan, rng: np.random.Generator, method: str, noise_stddev: float
-) -> dict[str, list[np.ndarray]]:
-    """Student weights of every layer the plan touches, in `get_weights` order."""
-    weights: dict[str, list[np.ndarray]] = {}
-
-    def arrays(layer):
-        if layer.name not in weights:
-            weights[layer.name] = [np.asarray(w) for w in layer.get_weights()]
-        return weights[layer.name]
-
-    for layer, in_map in plan.consumers.values():
-        values = arrays(layer)
-        old_in = int(layer.kernel.shape[-2])
-        kernel = weight_maps.widen_incoming(values[0], in_map, old_in, axis=-2)
-        if noise_stddev > 0:
-            counts = weight_maps.replication_counts(in_map, old_in)
-            touched = (in_map == weight_maps.NEW_UNIT) | (
-                counts[np.maximum(in_map, 0)] > 1
-            )
-            noise = rng.normal(0.0, noise_stddev, size=kernel.shape)
-            kernel = kernel + noise * touched.reshape(-1, 1)
-        values[0] = kernel.astype(values[0].dtype)
-    for source, index_map in plan.sources:
-        values = arrays(source.layer)
-        kernel = values[0]
-        bias = values[1] if source.layer.use_bias else None
-        new_kernel = None
-        n_new = int(np.sum(index_map == weight_maps.NEW_UNIT))
-        if method == "netmorph" and n_new:
-            std = float(np.std(kernel)) or 0.05
-            new_kernel = rng.normal(0.0, std, size=kernel.shape[:-1] + (n_new,))
-        kernel, bias = weight_maps.widen_outgoing(kernel, bias, index_map, new_kernel)
-        values[0] = kernel.astype(np.float32)
-        if bias is not None:
-            values[1] = bias.astype(np.float32)
-    for layer, index_map, old_in in plan.channelwise.values():
-        if not layer.weights:
-            continue
-        values = arrays(layer)
-        for i, variable in enumerate(layer.weights):
-            if values[i].ndim and values[i].shape[-1] == old_in:
-                fill = 1.0 if variable.name in _ONE_FILLED else 0.0
-                values[i] = weight_maps.take_units(values[i], index_map, fill=fill)
-    return weights

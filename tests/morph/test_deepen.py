@@ -130,13 +130,13 @@ def test_validates_arguments(net, kwargs, message):
         deepen(net, **kwargs)
 
 
-def test_refuses_3d_tensor_before_building(monkeypatch):
+def test_refuses_conv_on_a_3d_tensor_before_building(monkeypatch):
     inputs = keras.Input((5, 4))
     x = L.Dense(3, name="seq")(inputs)
     model = keras.Model(inputs, L.Dense(1)(x))
     monkeypatch.setattr(depth_module, "rebuild", lambda *a, **k: pytest.fail("built"))
     with pytest.raises(ValueError, match="'seq'"):
-        deepen(model, "seq")
+        deepen(model, "seq", kind="conv")
 
 
 def test_p_activation_stays_exact_with_large_inputs():

@@ -176,8 +176,10 @@ class Scale(L.Layer):
 def blocked(kind):
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, padding="same", name="target")(inputs)
-    if kind == "depthwise":
-        x = L.DepthwiseConv2D(3, padding="same", name="blocker")(x)
+    if kind == "grouped":
+        x = L.Conv2D(4, 3, padding="same", groups=2, name="blocker")(x)
+    elif kind == "depth_multiplier":
+        x = L.DepthwiseConv2D(3, depth_multiplier=2, name="blocker")(x)
     elif kind == "custom":
         x = Scale(name="blocker")(x)
     elif kind == "layernorm":
@@ -191,7 +193,8 @@ def blocked(kind):
 
 
 @pytest.mark.parametrize(
-    "kind", ["depthwise", "custom", "layernorm", "softmax", "output"]
+    "kind",
+    ["grouped", "depth_multiplier", "custom", "layernorm", "softmax", "output"],
 )
 def test_refuses_unsupported_consumer(kind, monkeypatch):
     model = blocked(kind)
@@ -244,7 +247,7 @@ def test_validates_arguments(kwargs, message):
         widen(small_convnet(), **kwargs)
 
 
-def test_refuses_sequential_and_nested_models():
+def test_refuses_top_level_sequential_and_nested_model_names():
     seq = keras.Sequential([keras.Input((4,)), L.Dense(3, name="d"), L.Dense(1)])
     with pytest.raises(ValueError, match="Sequential"):
         widen(seq, "d", 5)
@@ -252,5 +255,6 @@ def test_refuses_sequential_and_nested_models():
     inner = keras.Model(inputs, L.Dense(3)(inputs), name="inner")
     outer_in = keras.Input((4,))
     outer = keras.Model(outer_in, L.Dense(1)(inner(outer_in)))
-    with pytest.raises(ValueError, match="'inner'"):
+    # The sub-model is flattened: its name is no longer a layer to widen.
+    with pytest.raises(ValueError, match="No layer named 'inner'"):
         widen(outer, "inner", 5)
