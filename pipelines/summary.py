@@ -101,19 +101,54 @@ def load_candidate_result(eval_uri: str):
         absl_logging.set_verbosity(verbosity)
 
 
+def _slice_name(slice_key) -> str:
+    return "overall" if not slice_key else ", ".join(f"{k}={v}" for k, v in slice_key)
+
+
+def _value(metric: dict) -> float:
+    return float(metric.get("doubleValue", float("nan")))
+
+
 def slice_aucs(eval_uri: str) -> dict[str, float]:
-    """``{slice name: AUC}`` of the candidate model in a TFMA evaluation."""
+    """``{slice name: AUC}`` of the candidate model in a TFMA evaluation.
+
+    For a multi-label model the AUC of a slice is the macro average over
+    the labels (the blessed metric); :func:`label_aucs` has each label's.
+    """
     result = load_candidate_result(eval_uri)
     aucs = {}
     for slice_key, metrics in result.slicing_metrics:
-        name = (
-            "overall" if not slice_key else ", ".join(f"{k}={v}" for k, v in slice_key)
-        )
         for outputs in metrics.values():
-            for sub in outputs.values():
-                if "auc" in sub:
-                    aucs[name] = float(sub["auc"].get("doubleValue", float("nan")))
+            for sub_key, sub in outputs.items():
+                for metric, value in sub.items():
+                    macro = "macro_average" in metric and metric.endswith("_auc")
+                    if macro or (metric == "auc" and not sub_key):
+                        aucs[_slice_name(slice_key)] = _value(value)
     return aucs
+
+
+def label_aucs(eval_uri: str, label_names: list[str]) -> dict[str, float]:
+    """``{label name: AUC}`` on the overall slice of a multi-label model's
+    TFMA evaluation (its ``classId:j`` sub-keys, in label-name order)."""
+    result = load_candidate_result(eval_uri)
+    out = {}
+    for slice_key, metrics in result.slicing_metrics:
+        if slice_key:
+            continue
+        for outputs in metrics.values():
+            for sub_key, sub in outputs.items():
+                if sub_key.startswith("classId:") and "auc" in sub:
+                    j = int(sub_key.split(":", 1)[1])
+                    out[label_names[j]] = _value(sub["auc"])
+    return {name: out[name] for name in label_names if name in out}
+
+
+def _label_names(training: dict[str, Any]) -> list[str]:
+    """The multilabel task's label names from the training summary's config."""
+    config = training.get("config") or {}
+    if config.get("task") != "multilabel":
+        return []
+    return [n.strip() for n in str(config.get("label_names", "")).split(",")]
 
 
 def summarize(
@@ -165,10 +200,13 @@ def summarize(
 
     evaluation = (outputs.get("evaluator", {}).get("evaluation") or [None])[0]
     blessing = (outputs.get("evaluator", {}).get("blessing") or [None])[0]
+    names = _label_names(summary.get("training") or {})
     if evaluation is not None:
         summary["aucs"] = slice_aucs(evaluation.uri)
         summary["evaluation_uri"] = evaluation.uri
-        if roc_png:
+        if names:
+            summary["label_aucs"] = label_aucs(evaluation.uri, names)
+        if roc_png and not names:
             from morphhr_tf.evaluation.plots import (
                 plot_roc_points,
                 roc_from_eval_result,
@@ -208,9 +246,11 @@ def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> 
         "components: "
         + ", ".join(f"{k}={v or 'not run'}" for k, v in summary["states"].items())
     )
+    multilabel = bool(summary.get("label_aucs"))
+    positive = "with a finding" if multilabel else "malignant"
     for name, c in (summary.get("counts") or {}).items():
         lines.append(
-            f"data {name:>5}: {c['examples']} images ({c['positive']} malignant)"
+            f"data {name:>5}: {c['examples']} images ({c['positive']} {positive})"
         )
     if summary.get("rejected") is not None:
         lines.append(f"data rejected: {summary['rejected']}")
@@ -231,9 +271,15 @@ def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> 
                 f"DeLong p = {gain['delong_p']:.2g}"
             )
     aucs = summary.get("aucs") or {}
+    what = "eval mean AUC" if multilabel else "eval AUC"
     for name in sorted(aucs, key=lambda n: (n != "overall", n)):
         auc = aucs[name]
-        lines.append(f"eval AUC {name:<16} {auc:.3f}")
+        lines.append(f"{what} {name:<16} {auc:.3f}")
+    if multilabel:
+        lines.append(
+            "eval AUC per label: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in summary["label_aucs"].items())
+        )
     if "blessed" in summary:
         lines.append(f"blessing: {'BLESSED' if summary['blessed'] else 'NOT BLESSED'}")
     if "pushed" in summary:

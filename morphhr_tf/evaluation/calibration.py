@@ -11,11 +11,19 @@ ServingModule`), so served probabilities are calibrated:
   regression on the model's logit, fitted by Newton's method on the summed
   log loss plus a tiny ridge ``ridge / 2 * (a**2 + b**2)`` so that separable
   data gives finite parameters. ``p`` is clipped to ``[PLATT_EPS, 1 -
-  PLATT_EPS]`` before the logit.
+  PLATT_EPS]`` before the logit. The slope ``a`` is kept at or above
+  :data:`MIN_SLOPE` (``b`` is then refitted alone): the map stays strictly
+  increasing, so calibration never reverses or flattens the model's ranking
+  and every AUC is unchanged. (A free fit on an eval split where a finding's
+  scores are anti-correlated with its labels gives ``a < 0``: it would flip
+  that finding's ranking, and its AUC on the eval split would become
+  ``1 - AUC``.)
 - ``"isotonic"``: the non-decreasing step function closest to the labels in
   squared error (pool-adjacent-violators), turned into knots ``(x, y)`` that
   are interpolated linearly (flat within a pooled block, linear between
   blocks, flat beyond the first and last score; ``x`` always spans [0, 1]).
+  Non-decreasing, not strictly increasing: scores pooled into one block get
+  one probability, so the AUC of calibrated scores can differ (ties).
 
 :func:`expected_calibration_error` measures calibration with equal-width
 bins; :func:`operating_points` gives the thresholds of four operating points
@@ -42,6 +50,8 @@ METHODS = (PLATT, ISOTONIC)
 #: logit (float32 model outputs of exactly 0 or 1 would give +-inf).
 PLATT_EPS = 1e-7
 DEFAULT_RIDGE = 1e-3
+#: The smallest Platt slope: calibration keeps the model's ranking.
+MIN_SLOPE = 1e-2
 #: Targets of :func:`operating_points`.
 SPECIFICITY_TARGETS = (0.90, 0.95)
 SENSITIVITY_TARGETS = (0.90, 0.95)
@@ -118,7 +128,24 @@ def _fit_platt(y: np.ndarray, p: np.ndarray, ridge: float) -> dict[str, float]:
         current = value
         if done:
             break
+    if w[0] < MIN_SLOPE:  # keep the ranking: a fixed, b alone
+        w = np.array([MIN_SLOPE, _fit_intercept(x[:, 0] * MIN_SLOPE, y, ridge)])
     return {"a": float(w[0]), "b": float(w[1])}
+
+
+def _fit_intercept(offset: np.ndarray, y: np.ndarray, ridge: float) -> float:
+    """The ``b`` minimizing the ridge-penalized log loss of
+    ``sigmoid(offset + b)`` (Newton's method on one convex variable)."""
+    b = 0.0
+    for _ in range(100):
+        q = _sigmoid(offset + b)
+        grad = np.sum(q - y) + ridge * b
+        hess = np.sum(q * (1.0 - q)) + ridge
+        step = grad / hess
+        b -= step
+        if abs(step) < 1e-12:
+            break
+    return float(b)
 
 
 def _fit_isotonic(y: np.ndarray, p: np.ndarray) -> dict[str, list[float]]:

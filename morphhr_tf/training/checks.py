@@ -133,7 +133,9 @@ def _multi_label_gain(labels, p_base, p_final) -> dict:
 
     per_label = []
     for j in range(labels.shape[1]):
-        if labels[:, j].min() == labels[:, j].max():
+        positives = int(labels[:, j].sum())
+        # DeLong's variance needs two cases of each class.
+        if min(positives, len(labels) - positives) < 2:
             per_label.append(
                 {
                     "auc_base": float("nan"),

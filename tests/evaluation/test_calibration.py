@@ -187,3 +187,20 @@ def test_an_unreachable_specificity_gives_a_finite_threshold_above_all_scores():
     (point,) = column["sensitivity_at_specificity"]
     assert point["threshold"] > 1.0 and np.isfinite(point["threshold"])
     assert point["sensitivity"] == 0.0 and point["specificity"] == 1.0
+
+
+def test_platt_keeps_the_ranking_of_anti_correlated_scores():
+    from sklearn.metrics import roc_auc_score
+
+    from morphhr_tf.evaluation.calibration import MIN_SLOPE
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+    p = 1.0 / (1.0 + np.exp(-(rng.normal(size=400) - 1.5 * (y - 0.5))))
+    calibration = fit_calibration(y, p, "platt")
+    (params,) = calibration.params
+    assert params["a"] == MIN_SLOPE  # a free fit would give a < 0
+    served = calibration.apply(p)
+    assert roc_auc_score(y, served) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    # b is the best intercept for that slope: the mean prediction matches.
+    assert served.mean() == pytest.approx(y.mean(), abs=0.01)
