@@ -270,6 +270,16 @@ def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> 
                 f"{gain['auc_base']:.3f} (base): {gain['difference']:+.3f}, "
                 f"DeLong p = {gain['delong_p']:.2g}"
             )
+    levels = training.get("levels") or {}
+    if levels:
+        parts = []
+        for level in ("image", "breast", "exam"):
+            row = levels.get(level) or {}
+            if row.get("auc") is not None:
+                low, high = row["ci"]
+                parts.append(f"{level} {row['auc']:.3f} [{low:.3f}, {high:.3f}]")
+        if parts:
+            lines.append("eval AUC by level (trainer): " + ", ".join(parts))
     aucs = summary.get("aucs") or {}
     what = "eval mean AUC" if multilabel else "eval AUC"
     for name in sorted(aucs, key=lambda n: (n != "overall", n)):

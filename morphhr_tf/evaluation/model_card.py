@@ -67,6 +67,12 @@ def _auc(labels: np.ndarray, probs: np.ndarray, seed: int) -> dict[str, Any]:
     return row
 
 
+def level_row(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Counts and AUC with 95% bootstrap CI (``None`` below
+    :data:`MIN_CLASS_COUNT` cases of a class), JSON-safe."""
+    return _json_safe(_auc(np.asarray(labels), np.asarray(probs, np.float64), 0))
+
+
 def _per_slice(
     labels: np.ndarray, probs: np.ndarray, slices: Mapping[str, Sequence[str]]
 ) -> list[dict[str, Any]]:
@@ -120,6 +126,7 @@ def build_model_card(
     label_names: Sequence[str] | None = None,
     calibration: Mapping[str, Any] | None = None,
     operating_points: Sequence[Mapping[str, Any]] | None = None,
+    levels: Mapping[str, Any] | None = None,
     code_version: str = "unknown",
 ) -> dict[str, Any]:
     """The card as a JSON-safe dict (see the module docstring).
@@ -136,6 +143,8 @@ def build_model_card(
             eval split) or ``None``.
         operating_points: :func:`morphhr_tf.evaluation.calibration.
             operating_points` of the served probabilities.
+        levels: image-, breast- and exam-level AUCs
+            (:func:`morphhr_tf.training.finalize.level_aucs`), binary task.
         code_version: the package version and commit.
 
     Raises:
@@ -184,9 +193,10 @@ def build_model_card(
                     if k in training_summary
                 },
             },
-            "performance_eval_split": _performance(
-                labels, probs, slices or {}, label_names
-            ),
+            "performance_eval_split": {
+                **_performance(labels, probs, slices or {}, label_names),
+                **({"levels": dict(levels)} if levels else {}),
+            },
             "calibration": dict(calibration) if calibration else None,
             "operating_points": list(operating_points or []),
             "training_config": dict(config),
@@ -294,6 +304,24 @@ def render_markdown(card: Mapping[str, Any]) -> str:
                 f"| {row['label']} | {row['positive']} | {row['negative']} "
                 f"| {_fmt(row)} |"
             )
+    levels = perf.get("levels")
+    if levels:
+        lines += [
+            "",
+            "| level | positives | negatives | AUC |",
+            "| --- | --- | --- | --- |",
+        ]
+        for level in ("image", "breast", "exam"):
+            if level in levels:
+                row = levels[level]
+                lines.append(
+                    f"| {level} | {row['positive']} | {row['negative']} | {_fmt(row)} |"
+                )
+        lines.append(
+            "\nBreast: mean of a patient's images of one side; exam: the maximum "
+            "over a patient's breasts (the eval records carry no study key). "
+            f"Images without a patient key or laterality: {levels.get('images_left_out', 0)}."
+        )
     cal = card.get("calibration")
     lines += ["", "## Calibration", ""]
     if cal:

@@ -91,6 +91,48 @@ def _ece(labels, probs) -> list[float] | float:
     return ece if isinstance(ece, float) else [float(e) for e in ece]
 
 
+def level_aucs(
+    labels: np.ndarray, probs: np.ndarray, features: dict[str, list[str]]
+) -> dict[str, Any]:
+    """AUC with 95% CI at image, breast and exam level (binary task).
+
+    Breasts are a patient's images of one laterality and exams a patient's
+    images (the records carry no study key, so ``exam_by="patient"``; see
+    :mod:`morphhr_tf.evaluation.aggregate`), scored with its recommended
+    pooling (breast mean; exam max over breast means). Images without a
+    patient key or laterality are counted and left out of the two levels.
+    """
+    from morphhr_tf.evaluation import aggregate
+    from morphhr_tf.evaluation.model_card import level_row
+
+    rows = [
+        {
+            "patient_key": features[F.PATIENT_KEY][i],
+            "study_key": "",
+            "laterality": features[F.LATERALITY][i],
+            "view": features[F.VIEW][i],
+            "probability": float(probs[i]),
+            "label": int(labels[i]),
+        }
+        for i in range(len(labels))
+    ]
+    usable = [r for r in rows if r["patient_key"] and r["laterality"]]
+    out = {
+        "image": level_row(labels, probs),
+        "images_left_out": len(rows) - len(usable),
+    }
+    if usable:
+        for level, scores in (
+            ("breast", aggregate.breast_scores(usable, exam_by="patient")),
+            ("exam", aggregate.exam_scores(usable, exam_by="patient")),
+        ):
+            out[level] = level_row(
+                np.array([s["label"] for s in scores]),
+                np.array([s["score"] for s in scores]),
+            )
+    return out
+
+
 def finalize(
     model: keras.Model,
     summary: dict[str, Any],
@@ -128,7 +170,13 @@ def finalize(
         }
         summary["calibration"] = cal_info
     points = _points(labels, served, names)
-    slices = read_string_features(eval_files, F.SLICE_FEATURES) if not names else {}
+    slices, levels = {}, None
+    if not names:
+        keys = (*F.SLICE_FEATURES, F.PATIENT_KEY)
+        features = read_string_features(eval_files, tuple(dict.fromkeys(keys)))
+        slices = {k: features[k] for k in F.SLICE_FEATURES}
+        levels = level_aucs(labels, served, features)
+        summary["levels"] = levels
     card = build_model_card(
         training_summary=summary,
         config=config.to_custom_config(),
@@ -138,6 +186,7 @@ def finalize(
         label_names=names,
         calibration=cal_info,
         operating_points=points,
+        levels=levels,
         code_version=code_version(),
     )
     return {"calibration": calibration, "operating_points": points, "model_card": card}

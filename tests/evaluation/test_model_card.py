@@ -79,3 +79,22 @@ def test_mismatched_shapes_are_refused():
             eval_labels=np.zeros(3),
             eval_probs=np.zeros((3, 2)),
         )
+
+
+def test_levels_are_carried_and_rendered():
+    from morphhr_tf.evaluation.model_card import level_row
+
+    y, p = _data()
+    levels = {"image": level_row(y, p), "breast": level_row(y[:100], p[:100])}
+    card = build_model_card(
+        training_summary={},
+        config={"model": "morphhr", "resolution": 64},
+        eval_labels=y,
+        eval_probs=p,
+        levels={**levels, "images_left_out": 2},
+    )
+    assert card["performance_eval_split"]["levels"]["image"]["auc"] == pytest.approx(
+        roc_auc_score(y, p)
+    )
+    page = render_markdown(card)
+    assert "| breast | " in page and "without a patient key or laterality: 2" in page

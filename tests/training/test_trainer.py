@@ -44,6 +44,20 @@ def test_morphhr_run_fn_trains_both_stages_and_exports(tiny_splits, tmp_path):
     loaded = tf.saved_model.load(args.serving_model_dir)
     probability = loaded.signatures["predict_image"](images=tf.zeros([2, 64, 64, 1]))
     assert probability["probability"].shape == (2, 1)
+    # Calibrated on the eval split (Platt by default), with a model card.
+    assert summary["calibration"]["method"] == "platt"
+    assert probability["probability_uncalibrated"].shape == (2, 1)
+    levels = summary["levels"]
+    assert levels["image"]["n"] == 12 and levels["images_left_out"] == 0
+    assert levels["breast"]["n"] == levels["exam"]["n"] == 12  # a patient per image
+    extra = os.path.join(args.serving_model_dir, "assets.extra")
+    with open(os.path.join(extra, "model_card.json")) as f:
+        card = json.load(f)
+    assert card["performance_eval_split"]["levels"]["exam"]["n"] == 12
+    assert {r["slice"] for r in card["performance_eval_split"]["slices"]} >= {
+        "view=CC",
+        "view=MLO",
+    }
 
 
 @pytest.mark.slow
