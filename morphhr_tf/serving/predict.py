@@ -51,17 +51,26 @@ stderr) when files were found but none could be scored, 2 for a usage error
 (no model, no input files). The image CSV names your files by their paths:
 it is a local report, not an artifact to share. A progress bar (files read
 and scored) goes to stderr; ``--no-progress`` turns it off.
+
+``--heatmaps DIR`` also writes a saliency overlay PNG and the raw map
+(``.npy``) per scored image, named by the row's index
+(:mod:`morphhr_tf.serving.heatmaps`); ``--heatmap-label`` picks the finding
+a multi-label model's maps explain.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 from collections.abc import Sequence
 
 import morphhr_tf  # noqa: F401  (runtime policy first)
+from morphhr_tf.serving.level_files import (  # noqa: F401  (re-exported)
+    _write_csv,
+    level_paths,
+    write_levels,
+)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 PNG_SUFFIXES = (".png",)
@@ -180,6 +189,8 @@ def predict_files(
     modalities: Sequence[str] | None = ("MG",),
     progress: bool = False,
     salt: str | bytes | None = None,
+    heatmaps: str | None = None,
+    heatmap_label: str | None = None,
 ) -> list[dict[str, str]]:
     """Predicts every file; returns one row dict per file, in order.
 
@@ -204,6 +215,11 @@ def predict_files(
         salt: salt of the patient and study keys, resolved by
             :func:`morphhr_tf.data.deid.resolve_salt` (``None``:
             ``$MORPHHR_SALT``, else the public development salt).
+        heatmaps: a folder for a saliency overlay and map per scored image
+            (:mod:`morphhr_tf.serving.heatmaps`; rows gain ``heatmap`` and
+            ``heatmap_label``); ``None``: none.
+        heatmap_label: the label a multi-label model's maps explain
+            (``None``: each image's most probable label).
 
     Returns:
         ``[{"path", "probability", "status", "reason", "patient_key",
@@ -243,6 +259,12 @@ def predict_files(
     columns = (PROBABILITY,) if names is None else names
     output = PROBABILITY if names is None else PROBABILITIES
     rows = [dict.fromkeys(csv_fields(names), "") | {"path": f} for f in files]
+    writer = None
+    if heatmaps:
+        from morphhr_tf.serving.heatmaps import HEATMAP, HEATMAP_LABEL, HeatmapWriter
+
+        writer = HeatmapWriter(loaded, heatmaps, names, heatmap_label)
+        rows = [r | {HEATMAP: "", HEATMAP_LABEL: ""} for r in rows]
     pending: list[tuple[int, bytes]] = []
 
     def score(batch: list[tuple[int, bytes]]) -> None:
@@ -255,6 +277,15 @@ def predict_files(
             else:
                 scores = {c: f"{float(p):.6f}" for c, p in zip(columns, values)}
                 rows[i].update(scores, status="ok")
+        if writer is not None:
+            ok = [k for k, (i, _) in enumerate(batch) if rows[i]["status"] == "ok"]
+            written = writer.write(
+                [batch[k][0] for k in ok],
+                [batch[k][1] for k in ok],
+                probs.reshape(len(batch), -1)[ok],
+            )
+            for i, fields in written.items():
+                rows[i].update(fields)
 
     def flush() -> None:
         if not pending:
@@ -298,56 +329,6 @@ def label_names(loaded) -> tuple[str, ...] | None:
     return tuple(n.decode("utf-8") for n in loaded.label_names.numpy().tolist())
 
 
-def level_paths(out: str) -> dict[str, str]:
-    """``{"breast": <out>_breast.csv, "exam": <out>_exam.csv}`` next to ``out``."""
-    root, ext = os.path.splitext(out)
-    return {level: f"{root}_{level}{ext or '.csv'}" for level in ("breast", "exam")}
-
-
-def _write_csv(path: str, fields: Sequence[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def write_levels(rows: list[dict[str, str]], out: str, exam_by: str = "study") -> str:
-    """Writes the breast and exam CSVs (see the module docstring).
-
-    Args:
-        rows: :func:`predict_files` rows.
-        out: the image CSV's path; the level files go next to it.
-        exam_by: ``study`` or ``patient``
-            (:mod:`morphhr_tf.evaluation.aggregate`).
-
-    Returns:
-        A one-line summary of what was written and left out.
-    """
-    from morphhr_tf.evaluation import aggregate
-
-    used, left_out = aggregate.partition_rows(rows)
-    breasts = aggregate.breast_table(used, exam_by=exam_by)
-    exams = aggregate.exam_table(used, exam_by=exam_by)
-    paths = level_paths(out)
-    _write_csv(paths["breast"], aggregate.BREAST_FIELDS, breasts)
-    _write_csv(paths["exam"], aggregate.EXAM_FIELDS, exams)
-    reasons: dict[str, int] = {}
-    for _, reason in left_out:
-        reasons[reason] = reasons.get(reason, 0) + 1
-    why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-    line = (
-        f"{len(breasts)} breasts, {len(exams)} exams from {len(used)} images "
-        f"({len(left_out)} left out{': ' + why if why else ''}) "
-        f"-> {paths['breast']}, {paths['exam']}"
-    )
-    if exam_by == "study" and len(exams) > 1 and all(e["n_images"] == 1 for e in exams):
-        line += (
-            "\nnote: every exam has a single image (each image is its own study?); "
-            "--exam-by patient groups a patient's images into one exam"
-        )
-    return line
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit status (see the module docstring)."""
     from morphhr_tf.evaluation.aggregate import EXAM_BY
@@ -372,6 +353,18 @@ def main(argv: list[str] | None = None) -> int:
         help="an exam is a patient's study (default) or all of a patient's images",
     )
     parser.add_argument(
+        "--heatmaps",
+        default=None,
+        metavar="DIR",
+        help="write a saliency overlay PNG and .npy map per image into DIR",
+    )
+    parser.add_argument(
+        "--heatmap-label",
+        default=None,
+        help="multi-label models: the label the maps explain (default: the "
+        "most probable one per image)",
+    )
+    parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar on stderr"
     )
     args = parser.parse_args(argv)
@@ -387,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
             resize_mode=args.resize_mode,
             modalities=modalities,
             progress=not args.no_progress,
+            heatmaps=args.heatmaps,
+            heatmap_label=args.heatmap_label,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -6,6 +6,8 @@
   ``images``), area-resized to the model's input size.
 - ``predict_png``: 16-bit grayscale PNG bytes (input ``png``), the form a TF
   Serving REST client sends as ``{"b64": ...}``.
+- ``explain_png`` (besides :data:`SIGNATURE_NAMES`): a saliency map per PNG
+  (:mod:`morphhr_tf.serving.explain`).
 
 All three decode and resize with :mod:`morphhr_tf.data.image_ops`, as the
 training input pipeline does, so one image gives one answer whichever way it
@@ -52,6 +54,14 @@ from morphhr_tf.data import features as F
 from morphhr_tf.data.image_ops import decode_and_resize, resize_image
 from morphhr_tf.data.tfrecord_codec import parse_example
 from morphhr_tf.evaluation.calibration import PLATT, PLATT_EPS, Calibration
+from morphhr_tf.serving.explain import EXPLAIN_PNG, make_explain_png
+from morphhr_tf.serving.input_checks import (  # noqa: F401  (re-exported)
+    IMAGES_INPUT,
+    MAX_PNG_PIXELS,
+    PNG_INPUT,
+    check_images,
+    check_pngs,
+)
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGE = "predict_image"
@@ -60,13 +70,6 @@ SIGNATURE_NAMES = (SERVING_DEFAULT, PREDICT_IMAGE, PREDICT_PNG)
 
 # Input tensor names, as TF Serving's REST "instances"/"inputs" name them.
 EXAMPLES_INPUT = "examples"
-IMAGES_INPUT = "images"
-PNG_INPUT = "png"
-
-# Largest width x height a PNG may declare (8192 x 8192): a full-field
-# mammogram at acquisition size is ~14 MP; more is refused before decoding.
-MAX_PNG_PIXELS = 1 << 26
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # The model's own output, beside the calibrated one, when a calibration is in.
 PROBABILITY_UNCALIBRATED = "probability_uncalibrated"
@@ -88,93 +91,6 @@ def check_signature_name(signature: str) -> None:
         raise ValueError(
             f"signature must be one of {SIGNATURE_NAMES}. Received: {signature!r}"
         )
-
-
-def check_images(images: tf.Tensor, name: str = IMAGES_INPUT) -> tf.Tensor:
-    """Float images [N, H, W, 1] -> the same, or ``InvalidArgument``.
-
-    Refuses a zero height or width, NaN or Inf pixels and values outside
-    [0, 1]; the error message starts with ``name``. The checks run before
-    anything downstream of the returned tensor.
-    """
-    shape = tf.shape(images)
-    checks = [
-        tf.debugging.assert_positive(
-            shape[1:3],
-            message=f"{name}: empty image (height or width 0); expected [N, H, W, 1]",
-        )
-    ]
-    with tf.control_dependencies(checks):
-        images = tf.debugging.check_numerics(
-            images,
-            f"{name}: NaN or Inf pixel values; expected finite values in [0, 1]",
-        )
-    checks = [
-        tf.debugging.assert_greater_equal(
-            images,
-            0.0,
-            message=f"{name}: pixel values below 0; expected values in [0, 1]",
-            summarize=1,
-        ),
-        tf.debugging.assert_less_equal(
-            images,
-            1.0,
-            message=(
-                f"{name}: pixel values above 1; expected values in [0, 1] "
-                "(16-bit intensities / 65535)"
-            ),
-            summarize=1,
-        ),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(images)
-
-
-def check_pngs(pngs: tf.Tensor, name: str = PNG_INPUT) -> tf.Tensor:
-    """PNG strings [N] -> the same, or ``InvalidArgument`` before any decoding.
-
-    Each string must start with the PNG signature and an IHDR chunk declaring
-    a positive width and height of at most :data:`MAX_PNG_PIXELS` pixels in
-    all; the error message starts with ``name`` and lists the bad indices.
-    The checks run before anything downstream of the returned tensor.
-    """
-    # Padded, so that slicing a short string is never an error of its own.
-    padded = tf.strings.join([pngs, tf.constant(b"\0" * 24)])
-    signature_ok = tf.logical_and(
-        tf.equal(tf.strings.substr(padded, 0, 8), _PNG_SIGNATURE),
-        tf.equal(tf.strings.substr(padded, 12, 4), b"IHDR"),
-    )
-    size = tf.io.decode_raw(
-        tf.strings.substr(padded, 16, 8), tf.int32, little_endian=False
-    )
-    size = tf.cast(tf.reshape(size, [-1, 2]), tf.int64)
-    size_ok = tf.logical_and(
-        tf.reduce_all(size > 0, axis=1),
-        size[:, 0] * size[:, 1] <= MAX_PNG_PIXELS,
-    )
-    signature_check = tf.debugging.Assert(
-        tf.reduce_all(signature_ok),
-        [
-            f"{name}: not a PNG image (no PNG signature and IHDR chunk) at indices",
-            tf.where(tf.logical_not(signature_ok))[:, 0],
-        ],
-        summarize=8,
-        name="check_png_signature",
-    )
-    with tf.control_dependencies([signature_check]):
-        size_check = tf.debugging.Assert(
-            tf.reduce_all(size_ok),
-            [
-                f"{name}: PNG width x height not in 1..{MAX_PNG_PIXELS} at indices",
-                tf.where(tf.logical_not(size_ok))[:, 0],
-                "declared [width, height]",
-                tf.boolean_mask(size, tf.logical_not(size_ok)),
-            ],
-            summarize=8,
-            name="check_png_size",
-        )
-    with tf.control_dependencies([signature_check, size_check]):
-        return tf.identity(pngs)
 
 
 def model_resolution(model: keras.Model) -> int:
@@ -375,6 +291,7 @@ class ServingModule(tf.Module):
             self._predict_png,
             input_signature=[tf.TensorSpec([None], tf.string, name=PNG_INPUT)],
         )
+        self.explain_png = make_explain_png(self)  # serving/explain.py
 
     def _probability(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """[N, S, S, 1] -> the outputs of :func:`output_keys`; N = 0 gives
@@ -446,4 +363,5 @@ class ServingModule(tf.Module):
             SERVING_DEFAULT: self.serve_examples.get_concrete_function(),
             PREDICT_IMAGE: self.predict_image.get_concrete_function(),
             PREDICT_PNG: self.predict_png.get_concrete_function(),
+            EXPLAIN_PNG: self.explain_png.get_concrete_function(),
         }
