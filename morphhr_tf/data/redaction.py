@@ -304,9 +304,9 @@ def write_rejects(
 ) -> int:
     """Writes ``rejects.csv`` (no identifiers) and, optionally, the private map.
 
-    ``out_dir/rejects.csv`` gets the columns :data:`REJECT_COLUMNS`, listing
-    problems first (reason prefixed ``listing:``), then the rejects in sorted
-    order, each redacted by :func:`redact_reject`. When ``private_dir`` is
+    ``out_dir/rejects.csv`` gets the columns :data:`REJECT_COLUMNS`: the
+    listing problems (reason prefixed ``listing:``) and the rejects, each
+    redacted by :func:`redact_reject`, in :func:`reject_order`. When ``private_dir`` is
     given, ``private_dir/rejects_private.csv`` gets the same rows plus
     ``source_path`` (the real path or listing location) and the unredacted
     reason: it re-identifies, so keep ``private_dir`` outside every artifact
@@ -336,7 +336,7 @@ def write_rejects(
         private = check_private_dir(private_dir, out_dir)
     keys = image_keys_of(records, key)
     rows = [(where, f"listing: {reason}") for where, reason in problems]
-    rows += sorted((str(p), str(r)) for p, r in rejects)
+    rows += [(str(p), str(r)) for p, r in rejects]
     write_reject_files(
         out_dir,
         [reject_rows(w, r, base=base, salt=key, image_keys=keys) for w, r in rows],
@@ -351,7 +351,8 @@ def write_reject_files(
     private_dir: str | None = None,
 ) -> None:
     """Writes ``rejects.csv`` and, when ``private_dir`` is given (checked by
-    the caller), ``rejects_private.csv``, one line per row in the given order.
+    the caller), ``rejects_private.csv``, one line per row in
+    :func:`reject_order`.
 
     Args:
         out_dir: the folder of ``rejects.csv``.
@@ -361,7 +362,7 @@ def write_reject_files(
             written).
     """
     public, hidden = [csv_line(REJECT_COLUMNS)], [csv_line(PRIVATE_REJECT_COLUMNS)]
-    for shown, full in rows:
+    for shown, full in reject_order(rows):
         public.append(csv_line(shown))
         hidden.append(csv_line(full))
     write_text(os.path.join(out_dir, REJECTS_FILE), "\n".join(public) + "\n")
@@ -370,6 +371,15 @@ def write_reject_files(
         write_text(
             os.path.join(private_dir, PRIVATE_REJECTS_FILE), "\n".join(hidden) + "\n"
         )
+
+
+def reject_order(rows: Iterable[Sequence[Any]], public: int = 0) -> list:
+    """The one order of the reject files, whichever writer writes them: rows
+    sorted by their public row's CSV line (``row[public]``), so the files do
+    not depend on the listing, the runner or the worker count, and
+    ``rejects_private.csv`` lists the same rows in the same order as
+    ``rejects.csv``."""
+    return sorted(rows, key=lambda row: csv_line(row[public]))
 
 
 def csv_line(row: Sequence[Any]) -> str:
@@ -383,8 +393,7 @@ def csv_line(row: Sequence[Any]) -> str:
 class WriteRejectFiles(beam.PTransform):
     """Writes ``IngestSplits``' reject rows in a pipeline: ``rejects.csv`` in
     ``rejects_dir`` and, when ``private_dir`` is set (checked and created by
-    the caller), ``rejects_private.csv`` there; each file's lines sorted, so
-    the files do not depend on the runner or the worker count.
+    the caller), ``rejects_private.csv`` there, both in :func:`reject_order`.
 
     Args:
         rejects_dir: the folder of ``rejects.csv`` (an artifact folder, or
@@ -408,10 +417,10 @@ class WriteRejectFiles(beam.PTransform):
         for index, folder, name, columns in targets:
             written[name] = (
                 rows
+                | f"Gather[{name}]" >> beam.combiners.ToList()
+                | f"Sort[{name}]" >> beam.FlatMap(reject_order, public=1)
                 | f"Rows[{name}]" >> beam.Map(operator.itemgetter(index))
                 | f"Lines[{name}]" >> beam.Map(csv_line)
-                | f"Gather[{name}]" >> beam.combiners.ToList()
-                | f"Sort[{name}]" >> beam.FlatMap(sorted)
                 | f"Write[{name}]"
                 >> beam.io.WriteToText(
                     os.path.join(folder, name),
