@@ -43,6 +43,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2 as pipeline_pb2  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 import morphhr_tf  # noqa: E402,F401  (runtime policy first)
+from morphhr_tf.data.adapters import SOURCES  # noqa: E402
 from pipelines import configs  # noqa: E402
 from pipelines.pipeline import (  # noqa: E402
     CONTAINER_COMPONENTS,
@@ -290,7 +291,8 @@ def compile_pipeline(
         raise ValueError(
             f"output_path must end in .json or .yaml. Received: {output_path!r}"
         )
-    p = configs.PROFILES[profile]
+    # The task follows the source (ChestX-ray14: multilabel), as locally.
+    p = configs.for_source(configs.PROFILES[profile], source)
     p = dataclasses.replace(p, training=dataclasses.replace(p.training, model=model))
     resources = {**DEFAULT_RESOURCES.get(profile, {}), **(resources or {})}
     pipeline = create_pipeline(
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipeline-root", default="gs://my-bucket/morphhr/root")
     parser.add_argument("--data-root", default="gs://my-bucket/data/cbis-ddsm")
     parser.add_argument("--serving-model-dir", default="gs://my-bucket/morphhr/serving")
-    parser.add_argument("--source", default="cbis_ddsm")
+    parser.add_argument("--source", default="cbis_ddsm", choices=SOURCES)
     parser.add_argument("--manifest", default=None)
     parser.add_argument("--profile", default="gpu", choices=sorted(configs.PROFILES))
     parser.add_argument("--model", default="morphhr", choices=("morphhr", "resnet18"))

@@ -323,3 +323,12 @@ def test_ingest_beam_args_reach_only_the_example_gen(tmp_path):
     assert effective(pipeline_lib.EXAMPLE_GEN)["project"] == "PROJECT"
     assert effective(pipeline_lib.EVALUATOR)["runner"] == "FnApiRunner"
     assert "--runner=DataflowRunner" not in args(pipeline_lib.EVALUATOR)
+
+
+def test_chestxray14_compiles_the_multilabel_task(tmp_path):
+    out = tmp_path / "cxr14.yaml"
+    main(["--output", str(out), "--image", "img:1", "--source", "chestxray14"])
+    text = out.read_text()
+    assert '\\"task\\": \\"multilabel\\"' in text or '"task": "multilabel"' in text
+    assert "Pleural_Thickening" in text  # the label names reach the Trainer
+    assert "macro_average" in text  # and the Evaluator gates the mean AUC
