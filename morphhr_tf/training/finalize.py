@@ -80,7 +80,7 @@ def _points(labels, probs, names) -> list[dict[str, Any]]:
     for j in range(p.shape[1]):
         if 0 < y[:, j].sum() < len(y):
             (point,) = cal.operating_points(
-                y[:, j], p[:, j], label_names=[names[j]] if names else None
+                y[:, j], p[:, j], label_names=[names[j] if names else F.PROBABILITY]
             )
             out.append({**point, "column": j})
     return out
