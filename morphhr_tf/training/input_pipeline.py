@@ -193,7 +193,7 @@ def _shift(image: tf.Tensor, seed: tf.Tensor, fraction: float = 0.04) -> tf.Tens
 
 
 def augment_image(
-    image: tf.Tensor, seed: tf.Tensor, *, resample: bool = False
+    image: tf.Tensor, seed: tf.Tensor, *, resample: bool = False, flip: bool = True
 ) -> tf.Tensor:
     """Augments one float32 [S, S, 1] image in [0, 1] (stateless, seeded).
 
@@ -206,12 +206,17 @@ def augment_image(
             half), so the training images would differ from the eval and
             served ones exactly in the detail that high resolution is for.
             Without it, the shift is by whole pixels.
+        flip: random up-down flips (mammograms, whose canonical orientation
+            puts every breast against one side). Off for chest radiographs:
+            the heart, the diaphragm and the lungs' apices have a side and
+            an end, and a flipped radiograph is not one the model will see.
 
     Returns:
         The augmented image, same shape, values in [0, 1].
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 5)
-    image = tf.image.stateless_random_flip_up_down(image, seeds[0])
+    if flip:
+        image = tf.image.stateless_random_flip_up_down(image, seeds[0])
     image = _affine(image, seeds[1]) if resample else _shift(image, seeds[1])
     gamma = tf.exp(tf.random.stateless_uniform([], seeds[2], -0.15, 0.15))
     image = tf.pow(tf.clip_by_value(image, 0.0, 1.0) + 1e-6, gamma)
@@ -251,7 +256,8 @@ def make_dataset(
         balance: ``sample`` draws both classes with probability 1/2;
             ``class_weight`` adds a third element, a per-example weight
             ``n / (2 n_class)``; ``none`` leaves the data as it is.
-        augment: apply :func:`augment_image` (training only).
+        augment: apply :func:`augment_image` (training only); without its
+            up-down flips for multi-label (chest) records (``num_labels``).
         seed: shuffling and augmentation seed. The same seed gives the same
             batches, from every iterator over the dataset (see the module
             docstring).
@@ -323,7 +329,11 @@ def make_dataset(
     if training and augment:
         ds = ds.enumerate().map(
             lambda i, xy: (
-                augment_image(xy[0], tf.stack([tf.cast(seed, tf.int64), i])),
+                augment_image(
+                    xy[0],
+                    tf.stack([tf.cast(seed, tf.int64), i]),
+                    flip=num_labels is None,
+                ),
                 xy[1],
             ),
             num_parallel_calls=AUTOTUNE,

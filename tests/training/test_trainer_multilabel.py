@@ -208,3 +208,21 @@ def test_run_fn_exports_named_calibrated_probabilities_and_a_model_card(
     with open(os.path.join(args.model_run_dir, trainer.SUMMARY_FILE)) as f:
         summary = json.load(f)
     assert len(summary["calibration"]["ece_before"]) == 3
+
+
+def test_chest_images_are_never_flipped_by_augmentation():
+    from morphhr_tf.training.input_pipeline import augment_image
+
+    image = np.zeros((32, 32, 1), np.float32)
+    image[:8] = 1.0  # bright top rows: the lung apices are up
+    flipped = {True: 0, False: 0}
+    for i in range(40):
+        for flip in (True, False):
+            out = augment_image(tf.constant(image), tf.constant([7, i]), flip=flip)
+            top, bottom = (
+                float(out[:12].numpy().mean()),
+                float(out[-12:].numpy().mean()),
+            )
+            flipped[flip] += bottom > top
+    assert flipped[False] == 0
+    assert 10 <= flipped[True] <= 30  # mammograms: about half
