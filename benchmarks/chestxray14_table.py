@@ -230,7 +230,7 @@ def fit(model, config, splits, size, steps, label, **multipliers) -> float:
         seed=config.seed,
         num_labels=config.num_outputs,
     )
-    timer = _StepTimer(label, steps)
+    timer = _StepTimer(label, steps, prefix="chestxray14_table")
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
     if not getattr(timer, "steps", 0):
         return float("nan")

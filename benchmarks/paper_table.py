@@ -193,7 +193,7 @@ class _StepTimer:
     and a progress line every tenth of ``total`` steps (a row trains for
     minutes; Keras' ``verbose=2`` prints once per epoch)."""
 
-    def __new__(cls, label: str = "", total: int = 0):
+    def __new__(cls, label: str = "", total: int = 0, prefix: str = "paper_table"):
         import keras
 
         every = max(total // 10, 1)
@@ -209,7 +209,7 @@ class _StepTimer:
                 if total and (batch + 1) % every == 0:
                     loss = (logs or {}).get("loss", float("nan"))
                     print(
-                        f"[paper_table] {label} step {batch + 1}/{total} "
+                        f"[{prefix}] {label} step {batch + 1}/{total} "
                         f"loss {float(loss):.4f}",
                         flush=True,
                     )
