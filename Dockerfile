@@ -25,8 +25,13 @@ WORKDIR /pipeline
 
 # The lock first, so code edits do not reinstall dependencies. --no-deps: the
 # lock is complete and deliberately overrides two of TFX's pins (BUILD.md).
+# The image runs the product only: the lock's test and lint tools (pytest and
+# iniconfig, which only pytest needs; hypothesis, atheris, ruff) stay out.
 COPY requirements.txt ./
-RUN python -m pip install --no-cache-dir --no-deps -r requirements.txt
+RUN grep -vE '^(atheris|hypothesis|iniconfig|pytest|ruff)==' requirements.txt \
+        > requirements-runtime.txt \
+    && python -m pip install --no-cache-dir --no-deps -r requirements-runtime.txt \
+    && rm requirements-runtime.txt
 
 # The package (morphhr_tf) plus the TFX glue the executors are imported from
 # (components.*) and the pipeline definition. pyproject.toml names README.md

@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# e.g. make demo DEMO_ARGS="--work-dir /tmp/morphhr_work"
+DEMO_ARGS ?=
 
 .PHONY: install demo test lint format lock
 
@@ -10,7 +12,7 @@ install:
 	@MORPHHR_VENV=$(VENV) bash tools/install.sh
 
 demo: install
-	$(PY) pipelines/local_runner.py
+	$(PY) pipelines/local_runner.py $(DEMO_ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

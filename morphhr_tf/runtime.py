@@ -6,7 +6,9 @@ imports this module first, through ``import morphhr_tf``. It fixes:
 - Keras 3 with the TensorFlow backend (``KERAS_BACKEND=tensorflow``). The
   package never uses ``tf.keras``: importing ``tensorflow_transform`` flips
   ``tf.keras`` to Keras 2, while ``import keras`` stays Keras 3.
-- Quiet TensorFlow / absl logging unless ``MORPHHR_VERBOSE=1`` is set.
+- Quiet TensorFlow / absl logging unless ``MORPHHR_VERBOSE=1`` is set,
+  including the C++ start-up lines TensorFlow prints while it loads, which
+  no environment variable silences (:func:`hidden_startup_lines`).
 - Apache Beam options that run offline: Beam >= 2.68's ``DirectRunner`` may
   hand a pipeline to the Prism runner, which downloads a binary on first use.
   :func:`beam_pipeline_args` names the in-process ``FnApiRunner`` instead.
@@ -14,8 +16,14 @@ imports this module first, through ``import morphhr_tf``. It fixes:
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
 import logging
 import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 
 VERBOSE_ENV = "MORPHHR_VERBOSE"
 
@@ -68,6 +76,7 @@ def configure(verbose: bool | None = None) -> None:
     if verbose is None:
         verbose = is_verbose()
     _library_noise(quiet=not verbose)
+    _quiet_tensorflow_import(quiet=not verbose)
     if verbose:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     else:
@@ -87,7 +96,19 @@ def configure(verbose: bool | None = None) -> None:
 #: it, hidden unless ``MORPHHR_VERBOSE=1``: TFX's resolver notes on every run,
 #: TFMA's deprecation notices (through TensorFlow's Python logger, which is
 #: set to ERROR) and its divide-by-zero RuntimeWarning on empty thresholds.
-_QUIET_MESSAGES = ("ArtifactQuery.property_predicate is not supported",)
+#: Beam's SDK worker processes (``multi_processing`` mode) each warn that they
+#: have no staging directory to load a pickled main session from; the local
+#: runners never stage one, and the runner relays the warning through its
+#: job service logger.
+_QUIET_MESSAGES = (
+    "ArtifactQuery.property_predicate is not supported",
+    "No semi_persistent_directory found",
+)
+_QUIET_LOGGERS = (
+    "absl",
+    "apache_beam.runners.portability.local_job_service",
+    "apache_beam.runners.worker.sdk_worker_main",
+)
 _TFMA_WARNINGS = ("ignore", r".*", RuntimeWarning, r"tensorflow_model_analysis\..*")
 
 
@@ -107,20 +128,24 @@ def _library_noise(quiet: bool) -> None:
     TensorFlow's C++ start-up lines ("All log messages before
     absl::InitializeLog()", oneDNN, cuInit) are printed while TensorFlow
     loads and ignore ``TF_CPP_MIN_LOG_LEVEL`` in TF 2.19+
-    (tensorflow/tensorflow#100442): they are not filtered here.
+    (tensorflow/tensorflow#100442): :func:`_quiet_tensorflow_import` handles
+    them.
     """
     import warnings
 
     action, message, category, module = _TFMA_WARNINGS
-    tf_logger, absl_logger = logging.getLogger("tensorflow"), logging.getLogger("absl")
+    tf_logger = logging.getLogger("tensorflow")
+    quiet_loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
     if quiet:
         tf_logger.setLevel(logging.ERROR)
-        if _DROP not in absl_logger.filters:
-            absl_logger.addFilter(_DROP)
+        for logger in quiet_loggers:
+            if _DROP not in logger.filters:
+                logger.addFilter(_DROP)
         warnings.filterwarnings(action, message, category, module)
         return
     tf_logger.setLevel(logging.NOTSET)
-    absl_logger.removeFilter(_DROP)
+    for logger in quiet_loggers:
+        logger.removeFilter(_DROP)
     warnings.filters[:] = [
         f
         for f in warnings.filters
@@ -130,6 +155,175 @@ def _library_noise(quiet: bool) -> None:
             and getattr(f[3], "pattern", f[3]) == module
         )
     ]
+
+
+#: The lines TensorFlow 2.21's C++ side writes to file descriptor 2 while it
+#: loads (twice: once per shared library that carries its own absl) and when
+#: it first lists devices, before absl's logger is initialised, so whatever
+#: ``TF_CPP_MIN_LOG_LEVEL`` says (tensorflow/tensorflow#100442). Only these
+#: are dropped; cuInit's failure only in its no-driver form (CUDA error 303,
+#: the CPU wheel on a host without a GPU driver), so a GPU host's real CUDA
+#: error still shows.
+_ABSL_PREFIX = r"[IWE]\d{4} [\d:.]+ +\d+ "
+_STARTUP_LINES = tuple(
+    re.compile(pattern)
+    for pattern in (
+        r"WARNING: All log messages before absl::InitializeLog\(\) is called "
+        r"are written to STDERR$",
+        _ABSL_PREFIX + r"port\.cc:\d+\] oneDNN custom operations are on\. ",
+        _ABSL_PREFIX + r"cudart_stub\.cc:\d+\] Could not find cuda drivers on "
+        r"your machine, GPU will not be used\.$",
+        _ABSL_PREFIX + r"cuda_platform\.cc:\d+\] failed call to cuInit: .*"
+        r"UNKNOWN ERROR \(303\)$",
+        # Shown only when TF_CPP_MIN_LOG_LEVEL=0 is set by hand.
+        _ABSL_PREFIX + r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is "
+        r"optimized to use available CPU instructions",
+        r"To enable the following instructions: .*, in other operations, "
+        r"rebuild TensorFlow with the appropriate compiler flags\.$",
+    )
+)
+
+
+def is_startup_line(line: str) -> bool:
+    """Whether ``line`` is one of TensorFlow's known C++ start-up lines."""
+    line = line.rstrip("\r\n")
+    return any(pattern.match(line) for pattern in _STARTUP_LINES)
+
+
+@contextlib.contextmanager
+def hidden_startup_lines() -> Iterator[None]:
+    """Runs a block with file descriptor 2 captured, then writes back all of
+    it but TensorFlow's known start-up lines (:func:`is_startup_line`).
+
+    C++ code writes to the descriptor, not to ``sys.stderr``, so only a
+    descriptor-level redirect reaches it. Every other captured line (an import
+    error's traceback, an unknown warning) goes back to descriptor 2, in
+    order, when the block ends, whether or not it raised; the descriptor is
+    always restored. Where descriptor 2 cannot be duplicated (closed, as in
+    some daemons) the block runs unchanged.
+
+    Example:
+
+    >>> with hidden_startup_lines():
+    ...     import tensorflow  # doctest: +SKIP
+    """
+    _flush_stderr()  # Python's buffered writes go out first, in order
+    capture, saved = None, None
+    try:
+        capture = tempfile.TemporaryFile()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+    except OSError:
+        if saved is not None:
+            os.close(saved)
+        if capture is not None:
+            capture.close()
+        capture, saved = None, None
+    if saved is None:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            _flush_stderr()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            with capture:
+                capture.seek(0)
+                captured = capture.read()
+            kept = [
+                line
+                for line in captured.splitlines(keepends=True)
+                if not is_startup_line(line.decode("utf-8", "replace"))
+            ]
+            _write_fd2(b"".join(kept))
+
+
+def _flush_stderr() -> None:
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):  # closed or detached: nothing buffered to keep
+        pass
+
+
+def _write_fd2(data: bytes) -> None:
+    while data:
+        try:
+            written = os.write(2, data)
+        except OSError:
+            return
+        data = data[written:]
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Runs the first ``import tensorflow`` under :func:`hidden_startup_lines`.
+
+    Whichever import loads TensorFlow first (``keras``, ``tfx``, a module of
+    this package, the unpickling in a Beam worker) passes through here. Inside
+    the same block TensorFlow lists its physical devices, which is where the
+    cuInit line comes from; listing devices does not initialise the eager
+    runtime, so logical devices and distribution strategies can still be set
+    up afterwards. The finder removes itself once TensorFlow is loaded.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or find_spec is None:
+                continue
+            spec = find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        # Only an import runs exec_module: a look-up (importlib.util.find_spec,
+        # as libraries do to see whether TensorFlow is there) leaves the finder
+        # in place for the import that follows.
+        def quiet_exec_module(module):
+            try:
+                with hidden_startup_lines():
+                    exec_module(module)
+                    _list_devices(module)
+            finally:
+                del loader.exec_module
+                _remove_finder()
+
+        try:
+            loader.exec_module = quiet_exec_module
+        except AttributeError:  # a loader with __slots__: load it as it is
+            pass
+        return spec
+
+
+def _list_devices(tensorflow) -> None:
+    try:
+        tensorflow.config.list_physical_devices()
+    except Exception:  # raises again, not hidden, at the first real use
+        pass
+
+
+def _remove_finder() -> None:
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not isinstance(f, _QuietTensorFlowImport)
+    ]
+
+
+def _quiet_tensorflow_import(quiet: bool) -> None:
+    """Hides (``quiet``) TensorFlow's C++ start-up lines in this process, or
+    stops hiding them. Nothing to do once TensorFlow is loaded."""
+    _remove_finder()
+    if quiet and "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 
 def beam_pipeline_args(num_workers: int = 1) -> list[str]:

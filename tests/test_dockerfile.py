@@ -1,7 +1,8 @@
 """Static checks of the pipeline image's Dockerfile (no Docker engine needed).
 
 The image must build on the TFX image of the locked TFX release and install
-the lock, then this package, without dependency resolution.
+the lock less its test tools, then this package, without dependency
+resolution.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def test_installs_the_lock_without_resolution_then_the_package(dockerfile):
 
     lock = _index(
         dockerfile,
-        lambda op, rest: pip(op, rest) and "-r requirements.txt" in rest,
-        "pip install -r requirements.txt",
+        lambda op, rest: pip(op, rest) and "-r requirements" in rest,
+        "pip install -r requirements*.txt",
     )
     assert "--no-deps" in dockerfile[lock][1]
     assert "requirements.txt" in _copied(dockerfile, lock)
@@ -160,3 +161,92 @@ def test_copies_what_the_executors_import_and_keeps_it_importable(dockerfile):
     env = " ".join(rest for op, rest in dockerfile if op == "ENV")
     assert re.search(rf"PYTHONPATH={re.escape(workdir)}(\s|:|$)", env), env
     assert "KERAS_BACKEND=tensorflow" in env
+
+
+def _lock_install(dockerfile) -> list[str]:
+    """The words of the RUN that installs the lock."""
+    for op, rest in dockerfile:
+        if op == "RUN" and "pip install" in rest and "-r requirements" in rest:
+            return shlex.split(rest)
+    raise AssertionError("no pip install -r requirements*.txt in the Dockerfile")
+
+
+def _runtime_share(words: list[str]) -> tuple[set[str], str]:
+    """``(names the lock install leaves out, the file it installs)``.
+
+    The install is ``grep -vE PATTERN requirements.txt > FILE && pip install
+    ... -r FILE``: the lock less the lines PATTERN matches.
+    """
+    grep = words.index("grep")
+    assert words[grep + 1] == "-vE", words
+    pattern, lock_file = words[grep + 2], words[grep + 3]
+    assert lock_file == "requirements.txt", words
+    assert words[grep + 4] == ">", words
+    filtered = words[grep + 5]
+    assert words[words.index("-r") + 1] == filtered, words
+    with open(os.path.join(ROOT, lock_file), encoding="utf-8") as f:
+        left_out = {
+            re.match(r"[A-Za-z0-9_.\-]+", line).group(0).lower()
+            for line in f
+            if re.search(pattern, line)
+        }
+    return left_out, filtered
+
+
+def test_the_image_leaves_the_test_tools_out(dockerfile):
+    left_out, _ = _runtime_share(_lock_install(dockerfile))
+    assert {"pytest", "hypothesis", "ruff", "atheris"} <= left_out, left_out
+    # Only pins are left out, never the lock's comments or anything else.
+    assert left_out <= set(_lock()), left_out
+
+
+def test_what_the_image_leaves_out_nothing_in_it_needs():
+    """Each package left out is needed by no package the image installs, and
+    imported by none of the code the image carries."""
+    import ast
+    import importlib.metadata as metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8") as f:
+        left_out, _ = _runtime_share(_lock_install(parse_dockerfile(f.read())))
+    left_out = {canonicalize_name(n) for n in left_out}
+    kept = {canonicalize_name(n) for n in _lock()} - left_out
+    needed_by = {}
+    for name in kept:
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency in left_out:
+                needed_by.setdefault(dependency, []).append(name)
+    assert not needed_by, needed_by
+
+    modules = {
+        top
+        for name in left_out
+        for top in (metadata.distribution(name).read_text("top_level.txt") or name)
+        .replace("-", "_")
+        .split()
+    }
+    imported = {}
+    for package in ("morphhr_tf", "components", "pipelines"):
+        for folder, _, files in os.walk(os.path.join(ROOT, package)):
+            for file in files:
+                if not file.endswith(".py"):
+                    continue
+                path = os.path.join(folder, file)
+                with open(path, encoding="utf-8") as f:
+                    tree = ast.parse(f.read(), path)
+                for node in ast.walk(tree):
+                    names = []
+                    if isinstance(node, ast.Import):
+                        names = [alias.name for alias in node.names]
+                    elif isinstance(node, ast.ImportFrom) and node.module:
+                        names = [node.module]
+                    for name in names:
+                        if name.split(".")[0] in modules:
+                            imported.setdefault(name, []).append(path)
+    assert not imported, imported
