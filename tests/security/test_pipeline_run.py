@@ -286,6 +286,7 @@ def test_no_identifier_in_any_byte_the_runs_wrote_or_printed(runs):
         "evaluation": os.path.join("Evaluator", "evaluation"),
         "rejects": "rejects.csv",
         "pushed": "serving_model",
+        "model card": "model_card.md",
         "gunzipped": "(gunzipped)",
     }
     missing = [k for k, part in kinds.items() if not any(part in b for b in blobs)]
