@@ -124,3 +124,28 @@ def test_multilabel_maps_explain_the_chosen_or_the_top_label(tmp_path):
     assert row["heatmap_label"] == "Dark"
     assert predict.main([*argv, "--heatmaps", str(tmp_path / "m3"),
                          "--heatmap-label", "Nope"]) == 2  # fmt: skip
+
+
+def test_a_folder_of_dicoms_gives_image_breast_exam_csvs_and_heatmaps(
+    saved_model_dir, dicom_files, tmp_path
+):
+    import shutil
+
+    inputs = tmp_path / "dicoms"
+    inputs.mkdir()
+    for i, path in enumerate(dicom_files):
+        shutil.copy(path, inputs / f"{i}.dcm")
+    out, maps = tmp_path / "pred.csv", tmp_path / "maps"
+    argv = ["--model", saved_model_dir, "--input", str(inputs), "--out", str(out)]
+    assert predict.main([*argv, "--heatmaps", str(maps), "--exam-by", "patient"]) == 0
+    for path in (out, tmp_path / "pred_breast.csv", tmp_path / "pred_exam.csv"):
+        with open(path) as f:
+            assert len(list(csv.DictReader(f))) >= 1, path
+    with open(out) as f:
+        rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
+    assert len(rows) == len(dicom_files)
+    side = int(tf.saved_model.load(saved_model_dir).resolution.numpy())
+    for row in rows:
+        saliency = np.load(maps / row["heatmap"].replace(".png", ".npy"))
+        assert saliency.shape == (side, side)
+        assert 0.0 <= saliency.min() and saliency.max() <= 1.0
