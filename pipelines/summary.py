@@ -265,10 +265,15 @@ def format_summary(summary: dict[str, Any], *, seconds: float | None = None) -> 
         lines.append("training: " + ", ".join(parts))
         gain = training.get("resolution_gain")
         if gain and "auc_base" in training:
+            test = (
+                "DeLong per label in training_summary.json"
+                if "per_label" in gain
+                else f"DeLong p = {gain['delong_p']:.2g}"
+            )
+            what = "eval mean AUC" if "per_label" in gain else "eval AUC"
             lines.append(
-                f"resolution: eval AUC {gain['auc_final']:.3f} (MorphHR) vs "
-                f"{gain['auc_base']:.3f} (base): {gain['difference']:+.3f}, "
-                f"DeLong p = {gain['delong_p']:.2g}"
+                f"resolution: {what} {gain['auc_final']:.3f} (MorphHR) vs "
+                f"{gain['auc_base']:.3f} (base): {gain['difference']:+.3f}, {test}"
             )
     levels = training.get("levels") or {}
     if levels:
