@@ -86,17 +86,12 @@ def make_eval_config(
         return _multi_label_config(
             list(label_names), auc_threshold, signature_name, slice_features
         )
-    return config_pb2.EvalConfig(
-        model_specs=[
-            config_pb2.ModelSpec(
-                signature_name=signature_name,
-                label_key=F.LABEL,
-                prediction_key=F.PROBABILITY,
-            )
-        ],
-        slicing_specs=[config_pb2.SlicingSpec()]
-        + [config_pb2.SlicingSpec(feature_keys=[key]) for key in slice_features],
-        metrics_specs=[
+    return _eval_config(
+        F.LABEL,
+        F.PROBABILITY,
+        signature_name,
+        slice_features,
+        [
             config_pb2.MetricsSpec(
                 metrics=[
                     config_pb2.MetricConfig(class_name="ExampleCount"),
@@ -125,6 +120,29 @@ def make_eval_config(
     )
 
 
+def _eval_config(
+    label_key: str,
+    prediction_key: str,
+    signature_name: str,
+    slice_features: Sequence[str],
+    metrics_specs: list[config_pb2.MetricsSpec],
+) -> config_pb2.EvalConfig:
+    """One model read through ``signature_name``, sliced overall and by each
+    of ``slice_features``."""
+    return config_pb2.EvalConfig(
+        model_specs=[
+            config_pb2.ModelSpec(
+                signature_name=signature_name,
+                label_key=label_key,
+                prediction_key=prediction_key,
+            )
+        ],
+        slicing_specs=[config_pb2.SlicingSpec()]
+        + [config_pb2.SlicingSpec(feature_keys=[key]) for key in slice_features],
+        metrics_specs=metrics_specs,
+    )
+
+
 def _multi_label_config(
     label_names: list[str],
     auc_threshold: config_pb2.MetricThreshold,
@@ -133,17 +151,12 @@ def _multi_label_config(
 ) -> config_pb2.EvalConfig:
     """The multi-label ``EvalConfig`` (see the module docstring)."""
     class_ids = list(range(len(label_names)))
-    return config_pb2.EvalConfig(
-        model_specs=[
-            config_pb2.ModelSpec(
-                signature_name=signature_name,
-                label_key=F.LABELS,
-                prediction_key=F.PROBABILITIES,
-            )
-        ],
-        slicing_specs=[config_pb2.SlicingSpec()]
-        + [config_pb2.SlicingSpec(feature_keys=[key]) for key in slice_features],
-        metrics_specs=[
+    return _eval_config(
+        F.LABELS,
+        F.PROBABILITIES,
+        signature_name,
+        slice_features,
+        [
             config_pb2.MetricsSpec(
                 metrics=[config_pb2.MetricConfig(class_name="ExampleCount")]
             ),
