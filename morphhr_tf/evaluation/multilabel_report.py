@@ -30,6 +30,7 @@ import numpy as np
 from morphhr_tf.evaluation import multilabel as ML
 from morphhr_tf.evaluation import multilabel_io as io
 from morphhr_tf.evaluation import plots
+from morphhr_tf.evaluation.left_out import left_out_lines
 
 _JOINS = {"basename": "the base name of path = Image Index"}
 
@@ -106,26 +107,8 @@ def _paired(ref: dict, other: dict, name: str) -> tuple[np.ndarray, ...]:
     return ref["labels"], ref["scores"], other["scores"][order]
 
 
-def _left_out_lines(data: dict, out_dir: str) -> list[str]:
-    """Counts of left-out cases per model and reason; lists them in a CSV."""
-    listed = [(n, k, r) for n, d in data.items() for k, r in d["left_out"]]
-    path = os.path.join(out_dir, "left_out.csv")
-    if not listed:
-        if os.path.exists(path):  # a previous report's list
-            os.remove(path)
-        return []
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "key", "reason"])
-        writer.writerows(listed)
-    counts: dict[tuple[str, str], int] = {}
-    for name, _, reason in listed:
-        kind = "not scored" if " by predict" in reason else reason.split(": ")[0]
-        counts[(name, kind)] = counts.get((name, kind), 0) + 1
-    lines = ["", "## Cases left out", "", "| model | reason | cases |"]
-    lines.append("| --- | --- | --- |")
-    lines += [f"| {n} | {r} | {c} |" for (n, r), c in sorted(counts.items())]
-    return lines + ["", "Each is listed, with its reason, in `left_out.csv`."]
+def _multilabel_kind(reason: str) -> str:
+    return "not scored" if " by predict" in reason else reason.split(": ")[0]
 
 
 def _evaluate(d: dict, ci_method: str, n_bootstrap: int, seed: int) -> tuple:
@@ -260,7 +243,7 @@ def build_multilabel_report(
     }
     plots.plot_roc_grid(panels, os.path.join(out_dir, "roc.png"))
     lines += ["", "![ROC per finding](roc.png)"]
-    lines += _left_out_lines(data, out_dir) + [""]
+    lines += left_out_lines(data, out_dir, _multilabel_kind) + [""]
     report_json["left_out"] = {n: len(d["left_out"]) for n, d in data.items()}
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report_json, f, indent=2)

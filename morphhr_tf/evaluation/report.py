@@ -49,6 +49,7 @@ import numpy as np
 
 from morphhr_tf.evaluation import aggregate, multilabel_io, plots
 from morphhr_tf.evaluation import metrics as M
+from morphhr_tf.evaluation.left_out import left_out_lines
 from morphhr_tf.evaluation.multilabel_report import build_multilabel_report
 
 _SCORE_COLUMNS = ("probability", "score")
@@ -289,26 +290,8 @@ def _level_lines(data: dict, exam_by: str) -> list[str]:
     return lines
 
 
-def _left_out_lines(data: dict, out_dir: str) -> list[str]:
-    """Counts of left-out cases per model and reason; lists them in a CSV."""
-    listed = [(n, k, r) for n, d in data.items() for k, r in d["left_out"]]
-    path = os.path.join(out_dir, "left_out.csv")
-    if not listed:
-        if os.path.exists(path):  # a previous report's list
-            os.remove(path)
-        return []
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["model", "key", "reason"])
-        writer.writerows(listed)
-    counts: dict[tuple[str, str], int] = {}
-    for name, _, reason in listed:
-        kind = reason if reason in ("no label", "no prediction") else "not scored"
-        counts[(name, kind)] = counts.get((name, kind), 0) + 1
-    lines = ["", "## Cases left out", "", "| model | reason | cases |"]
-    lines.append("| --- | --- | --- |")
-    lines += [f"| {n} | {r} | {c} |" for (n, r), c in sorted(counts.items())]
-    return lines + ["", "Each is listed, with its reason, in `left_out.csv`."]
+def _binary_kind(reason: str) -> str:
+    return reason if reason in ("no label", "no prediction") else "not scored"
 
 
 def build_report(
@@ -387,7 +370,9 @@ def build_report(
         "",
         calib,
     ]
-    lines += _level_lines(data, exam_by) + _left_out_lines(data, out_dir) + [""]
+    lines += (
+        _level_lines(data, exam_by) + left_out_lines(data, out_dir, _binary_kind) + [""]
+    )
     report = os.path.join(out_dir, "report.md")
     with open(report, "w") as f:
         f.write("\n".join(lines))
