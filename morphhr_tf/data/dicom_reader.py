@@ -14,26 +14,19 @@ The output of step 2 is scaled to [0, 1] by its output range: the window's
 with ``n``-bit entries, or the modality-LUT image of the stored bit range.
 
 For integer pixels of up to 16 bits the three steps are evaluated once, with
-pydicom's own functions, on every possible stored value, and the image is
-mapped through that table: one gather per pixel, the same numbers as applying
-the functions to the image (the reference tests check both).
+pydicom's own functions, on every value the stored bits can hold, and the
+image is mapped through that table: one gather per pixel, the same numbers as
+applying the functions to the image (the reference tests check both).
+:func:`open_mammogram` defers the gather (a :class:`MappedImage`), so the
+ingest maps only the pixels it keeps; uncompressed data is not even copied
+(a view of the file's bytes, the unused high bits ignored by the table).
 
 Anything that is not a single-frame monochrome 2-D image, or cannot be read,
 raises :class:`DicomRejected` with a one-line reason. Header checks, the size
-limit included, run before any pixel decoding, and bound the memory a hostile
-file can make the reader use (about 6 bytes per accepted pixel):
-
-- the file may not exceed the largest image ``max_pixels`` allows
-  (4 bytes per pixel plus 64 MiB of header) and must be a regular file (no
-  FIFO, device, directory or symlink loop);
-- a Deflated Explicit VR Little Endian data set is inflated in bounded chunks
-  first and rejected when it would exceed 2 bytes per pixel plus 64 MiB
-  (pydicom itself inflates the whole stream at once: a deflate bomb);
-- a compressed frame must declare the same size as Rows x Columns (the JPEG
-  SOF, JPEG-LS SOF55 or JPEG 2000 SIZ marker), and RLE data must be long
-  enough to fill it: decoders allocate what the codestream declares.
-
-Those checks live in :mod:`morphhr_tf.data.dicom_header`. The file is opened
+limit included, run before any pixel decoding and bound the memory a hostile
+file can make the reader use (about 6 bytes per accepted pixel): file size and
+type, deflate bombs, compressed frames whose declared size differs from Rows
+x Columns (see :mod:`morphhr_tf.data.dicom_header`). The file is opened
 through :mod:`morphhr_tf.data.fileio`: a local path, or a URL such as
 ``gs://bucket/1-1.dcm`` (the type and size checks then use the object's
 listing; the file is opened once, for both the checks and pydicom).
@@ -167,8 +160,8 @@ def _lut_range(ds: Any) -> tuple[float, float]:
 def apply_lut_pipeline(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
     """Modality LUT -> VOI LUT -> MONOCHROME1 inversion, scaled to [0, 1].
 
-    Applies pydicom's functions to ``arr`` directly (float64). The reader uses
-    :func:`_lut_table`, which runs this function on every possible stored value.
+    Applies pydicom's functions to ``arr`` directly (float64); the reader
+    runs it once per image, on every possible stored value (:func:`_lut_table`).
 
     Args:
         arr: stored pixel values (any numeric array).
@@ -205,35 +198,91 @@ def apply_lut_pipeline(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
     return scaled, voi
 
 
-def _lut_table(ds: Any, dtype: np.dtype) -> tuple[np.ndarray, str] | None:
-    """The pipeline evaluated on every value of an 8/16-bit dtype, as float32."""
+def _lut_table(
+    ds: Any, dtype: np.dtype, unused_bits: int = 0
+) -> tuple[np.ndarray, str] | None:
+    """The pipeline on every value of an 8/16-bit dtype, as float32, indexed
+    by the unsigned view of the bits (``None``: other dtypes). ``unused_bits``
+    high bits, left uncorrected by the decoder, are ignored as pydicom's
+    correction would (shift left, then back: zero or sign extension)."""
     dtype = np.dtype(dtype)
     if dtype.kind not in "ui" or dtype.itemsize > 2:
         return None
-    info = np.iinfo(dtype)
-    values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
-    table, voi = apply_lut_pipeline(values, ds)
-    table = table.astype(np.float32)
-    if dtype.kind == "i":  # index by the unsigned view of the same bits
-        unsigned = values.view(np.dtype(f"u{dtype.itemsize}"))
-        reordered = np.empty_like(table)
-        reordered[unsigned] = table
-        table = reordered
-    return table, voi
-
-
-def _map_pixels(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
-    built = _lut_table(ds, arr.dtype)
-    if built is None:
-        image, voi = apply_lut_pipeline(arr, ds)
-        if not np.all(np.isfinite(image)):
-            raise DicomRejected("non-finite pixel values after the LUTs")
-        return image.astype(np.float32), voi
-    table, voi = built
-    if not np.all(np.isfinite(table)):
+    codes = np.arange(2 ** (8 * dtype.itemsize), dtype=np.int64)
+    values = codes.astype(f"u{dtype.itemsize}").view(dtype)  # entry i: bits i
+    corrected = np.right_shift(np.left_shift(values, unused_bits), unused_bits)
+    bits = 8 * dtype.itemsize - unused_bits
+    low = -(2 ** (bits - 1)) if dtype.kind == "i" else 0
+    distinct = np.arange(low, low + 2**bits, dtype=np.int64).astype(dtype)
+    mapped, voi = apply_lut_pipeline(distinct, ds)  # only the values that occur
+    if not np.all(np.isfinite(mapped)):
         raise DicomRejected("non-finite pixel values after the LUTs")
-    index = arr if arr.dtype.kind == "u" else arr.view(f"u{arr.dtype.itemsize}")
-    return np.take(table, index), voi
+    return mapped.astype(np.float32)[corrected.astype(np.int64) - low], voi
+
+
+class MappedImage:
+    """A decoded image whose LUT pipeline is applied when it is indexed.
+
+    ``image[rows, cols]`` (basic slices) maps only those pixels, float32 in
+    [0, 1], the numbers of the same slice of the mapped image; ``np.asarray``
+    maps them all. Args: ``stored``, the H x W pixel values (8/16-bit integers
+    with ``table``, else already mapped); ``table``, :func:`_lut_table`'s.
+    """
+
+    ndim = 2
+
+    def __init__(self, stored: np.ndarray, table: np.ndarray | None = None):
+        integers = stored.dtype.kind in "ui" and stored.itemsize <= 2
+        if stored.ndim != 2 or (table is not None and not integers):
+            raise ValueError(
+                "MappedImage needs a 2-D image, of 8/16-bit integers with a table. "
+                f"Received: shape={stored.shape}, dtype={stored.dtype}"
+            )
+        self.stored = stored
+        self.table = table
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.stored.shape
+
+    def __getitem__(self, key) -> np.ndarray:
+        part = self.stored[key]
+        if self.table is None:
+            return np.asarray(part, dtype=np.float32)
+        if part.dtype.kind == "i":  # index by the unsigned view of the same bits
+            part = part.view(f"u{part.dtype.itemsize}")
+        return np.take(self.table, part)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        full = self[:, :]
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+
+def _map_pixels(
+    arr: np.ndarray, ds: Any, unused_bits: int = 0
+) -> tuple[MappedImage, str]:
+    built = _lut_table(ds, arr.dtype, unused_bits)
+    if built is not None:
+        return MappedImage(arr, built[0]), built[1]
+    image, voi = apply_lut_pipeline(arr, ds)
+    if not np.all(np.isfinite(image)):
+        raise DicomRejected("non-finite pixel values after the LUTs")
+    return MappedImage(image.astype(np.float32)), voi
+
+
+def _decode(ds: Any, geometry: dict[str, Any]) -> tuple[np.ndarray, int]:
+    """``(pixels, unused_bits)``: native little-endian 8/16-bit data is a view
+    of the file's bytes (the table ignores unused high bits), else ``pixel_array``."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if (
+        getattr(syntax, "is_encapsulated", True)
+        or not getattr(syntax, "is_little_endian", False)
+        or "PixelData" not in ds
+        or geometry["bits_allocated"] not in (8, 16)
+    ):
+        return ds.pixel_array, 0
+    ds.pixel_array_options(view_only=True, correct_unused_bits=False)
+    return ds.pixel_array, geometry["bits_allocated"] - geometry["bits_stored"]
 
 
 def _open(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
@@ -322,6 +371,23 @@ def read_mammogram(
         >>> image.dtype, meta["view"]  # doctest: +SKIP
         (dtype('float32'), 'CC')
     """
+    image, meta = open_mammogram(
+        path, modalities=modalities, max_pixels=max_pixels, salt=salt
+    )
+    return np.asarray(image), meta
+
+
+def open_mammogram(
+    path: str | os.PathLike,
+    *,
+    modalities: Iterable[str] | None = DEFAULT_MODALITIES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    salt: str | bytes | None = None,
+) -> tuple[MappedImage, dict[str, Any]]:
+    """:func:`read_mammogram` (same arguments, checks, errors and ``meta``)
+    with the image as a :class:`MappedImage`: its slices and ``np.asarray``
+    give the pixels ``read_mammogram`` returns. The ingest maps only the
+    pixels it keeps (:class:`morphhr_tf.data.preprocessing.CropToBreast`)."""
     if isinstance(modalities, str):
         modalities = (modalities,)
     mods = None if modalities is None else tuple(m.upper() for m in modalities)
@@ -331,16 +397,16 @@ def read_mammogram(
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _read(path, mods, max_pixels, salt)
+        ds = _open(path, max_pixels)
+        image, meta = _read(ds, mods, max_pixels)
+    if salt is not None:
+        meta.update(_salted_keys(ds, salt))
+    return image, meta
 
 
 def _read(
-    path: str | os.PathLike,
-    mods: tuple[str, ...] | None,
-    max_pixels: int,
-    salt: str | bytes | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    ds = _open(path, max_pixels)
+    ds: Any, mods: tuple[str, ...] | None, max_pixels: int
+) -> tuple[MappedImage, dict[str, Any]]:
     try:
         geometry = _check_header(ds, mods, max_pixels)
         tsyntax = _check_transfer_syntax(ds, geometry)
@@ -349,22 +415,21 @@ def _read(
     except Exception as err:
         raise DicomRejected(f"malformed header ({_first_line(err)})") from err
     try:
-        arr = ds.pixel_array
+        arr, unused_bits = _decode(ds, geometry)
     except MemoryError as err:
         raise DicomRejected("out of memory decoding the pixel data") from err
     except Exception as err:
         raise DicomRejected(
             f"cannot decode {tsyntax} pixel data ({_first_line(err)})"
         ) from err
-    shape = (geometry["rows"], geometry["columns"])
-    if arr.shape != shape:
+    if arr.shape != (shape := (geometry["rows"], geometry["columns"])):
         raise DicomRejected(
             f"decoded pixel array has shape {arr.shape}, expected {shape}"
         )
     if arr.dtype.kind not in "uif":
         raise DicomRejected(f"unsupported pixel dtype {arr.dtype}")
     try:
-        image, voi = _map_pixels(arr, ds)
+        image, voi = _map_pixels(arr, ds, unused_bits)
     except DicomRejected:
         raise
     except Exception as err:
@@ -382,6 +447,4 @@ def _read(
         "columns": geometry["columns"],
         "bits_stored": geometry["bits_stored"],
     }
-    if salt is not None:
-        meta.update(_salted_keys(ds, salt))
     return image, meta

@@ -67,7 +67,9 @@ def read_image(
 
     Returns:
         ``(image in [0, 1], meta)``; a PNG's meta has no ``view`` or
-        ``laterality``.
+        ``laterality``. A DICOM image is a lazily mapped
+        :class:`~morphhr_tf.data.dicom_reader.MappedImage` (the preprocessor
+        maps only the pixels it keeps; ``np.asarray`` maps them all).
 
     Raises:
         PngRejected, DicomRejected: an unusable file, with its reason.
@@ -76,9 +78,9 @@ def read_image(
         from morphhr_tf.data.png_reader import DEFAULT_MAX_PIXELS, read_radiograph
 
         return read_radiograph(path, max_pixels=min(max_pixels, DEFAULT_MAX_PIXELS))
-    from morphhr_tf.data.dicom_reader import read_mammogram
+    from morphhr_tf.data.dicom_reader import open_mammogram
 
-    return read_mammogram(path, modalities=modalities, max_pixels=max_pixels)
+    return open_mammogram(path, modalities=modalities, max_pixels=max_pixels)
 
 
 def check_labels(record: ImageRecord) -> None:

@@ -65,26 +65,37 @@ class BreastMask:
         self.work_size = work_size
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, int]:
-        image = _as_2d(image)
+        mask, step, _ = self.segment(image)
+        return mask, step
+
+    def segment(self, image: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+        """``(mask, step, image[::step, ::step])``: :meth:`__call__`'s result
+        and the subsampled copy it was computed on (before smoothing).
+
+        ``image`` may also be a lazily mapped image (see :func:`_as_image`):
+        only the subsampled pixels are read.
+        """
+        image = _as_image(image)
         step = max(1, int(np.ceil(max(image.shape) / self.work_size)))
-        small = np.asarray(image[::step, ::step], dtype=np.float32)
+        sub = np.asarray(image[::step, ::step])
+        small = np.ascontiguousarray(sub, dtype=np.float32)
         small = ndimage.uniform_filter(small, size=3, mode="nearest")
         if self.threshold is None:
             sample = small[::2, ::2]
             background, top = (float(v) for v in np.percentile(sample, [1, 99]))
             if top - background < 1e-3:
-                return np.zeros(small.shape, dtype=bool), step
+                return np.zeros(small.shape, dtype=bool), step, sub
             relative = background + self.relative_threshold * (top - background)
             threshold = min(_otsu(sample), relative)
         else:
             threshold = self.threshold
         labels, count = ndimage.label(small > threshold)
         if count == 0:
-            return np.zeros(small.shape, dtype=bool), step
+            return np.zeros(small.shape, dtype=bool), step, sub
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
         mask = labels == int(np.argmax(sizes))
-        return _fill_holes(mask), step
+        return _fill_holes(mask), step, sub
 
 
 class CropToBreast:
@@ -114,14 +125,16 @@ class CropToBreast:
         self.min_fraction = min_fraction
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        image = _as_2d(image)
-        mask, step = self.mask(image)
+        """The crop, float32; ``image`` may be lazily mapped (only the
+        subsampled copy and the crop are then read, see :func:`_as_image`)."""
+        image = _as_image(image)
+        mask, step, sub = self.mask.segment(image)
         if mask.sum() < self.min_fraction * mask.size:
             raise ValueError(
                 "no breast found: the largest bright region covers "
                 f"{mask.mean():.2%} of the image"
             )
-        mask = ndimage.binary_dilation(mask, iterations=2)
+        mask = _dilate_cross(mask, iterations=2)
         rows = np.flatnonzero(mask.any(axis=1))
         cols = np.flatnonzero(mask.any(axis=0))
         h, w = image.shape
@@ -131,19 +144,20 @@ class CropToBreast:
         r1 = min(h, (rows[-1] + 1) * step + pad_r)
         c0 = max(0, cols[0] * step - pad_c)
         c1 = min(w, (cols[-1] + 1) * step + pad_c)
-        crop = image[r0:r1, c0:c1]
+        crop = np.asarray(image[r0:r1, c0:c1], dtype=np.float32)
         ri = np.minimum(np.arange(r0, r1) // step, mask.shape[0] - 1)
         ci = np.minimum(np.arange(c0, c1) // step, mask.shape[1] - 1)
         box = (slice(ri[0], ri[-1] + 1), slice(ci[0], ci[-1] + 1))
-        if self._others_in_box(image, mask, step, box):
+        if self._others_in_box(sub, mask, box):
             # Blank labels/markers inside the box: expand the mask to the crop.
-            crop = np.array(crop, dtype=np.float32)
-            crop[~mask[np.ix_(ri, ci)]] = 0.0
-        return np.asarray(crop, dtype=np.float32)
+            if not crop.flags.owndata:  # a view of the caller's image
+                crop = crop.copy()
+            np.multiply(crop, _expand(mask[box], ri - ri[0], ci - ci[0]), out=crop)
+        return crop
 
     @staticmethod
-    def _others_in_box(image, mask, step, box) -> bool:
-        small = np.asarray(image[::step, ::step])[box]
+    def _others_in_box(small, mask, box) -> bool:
+        small = small[box]
         outside = small[~mask[box]]
         if outside.size == 0:
             return False
@@ -236,6 +250,12 @@ def area_matrix(n_in: int, n_out: int) -> sparse.csr_matrix:
 
 def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Resizes a 2-D image by area averaging (exact box filter), as float32."""
+    return np.ascontiguousarray(_area_resize(image, height, width))
+
+
+def _area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """:func:`area_resize` in whatever memory order the product leaves (the
+    caller's next copy makes it contiguous)."""
     image = np.asarray(_as_2d(image), dtype=np.float32)
     h, w = image.shape
     out = image
@@ -243,7 +263,7 @@ def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
         out = area_matrix(h, height) @ out
     if width != w:
         out = (area_matrix(w, width) @ out.T).T
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return np.asarray(out, dtype=np.float32)
 
 
 class Resize:
@@ -271,17 +291,18 @@ class Resize:
         """Resizes ``image``; ``flip=True`` also mirrors it left-right.
 
         Mirroring after the box filter equals mirroring before it, and costs
-        far less at the output size.
+        far less at the output size. The float32 result may be a strided view
+        (:class:`ToUint16` copies it into a contiguous array).
         """
         image = _as_2d(image)
         if self.mode == "square":
-            out = area_resize(image, self.size, self.size)
-            return np.ascontiguousarray(out[:, ::-1]) if flip else out
+            out = _area_resize(image, self.size, self.size)
+            return out[:, ::-1] if flip else out  # ToUint16 makes it contiguous
         h, w = image.shape
         scale = self.size / max(h, w)
         nh = min(self.size, max(1, round(h * scale)))
         nw = min(self.size, max(1, round(w * scale)))
-        resized = area_resize(image, nh, nw)
+        resized = _area_resize(image, nh, nw)
         if flip:
             resized = resized[:, ::-1]
         out = np.zeros((self.size, self.size), dtype=np.float32)
@@ -294,8 +315,9 @@ class ToUint16:
     """Maps [0, 1] floats to ``uint16`` (0..65535), clipping and rounding."""
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        image = np.asarray(image, dtype=np.float32)
-        return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+        out = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        np.multiply(out, 65535.0, out=out)
+        return np.rint(out, out=out).astype(np.uint16, order="C")
 
 
 class MammogramPreprocessor:
@@ -339,9 +361,17 @@ class MammogramPreprocessor:
         self._quantize = ToUint16()
 
     def __call__(self, image: np.ndarray, laterality: str = "") -> np.ndarray:
-        image = _as_2d(image)
+        """The stored image: ``uint16`` ``image_size`` x ``image_size``.
+
+        ``image`` is a 2-D array in [0, 1], or a lazily mapped image such as
+        :class:`morphhr_tf.data.dicom_reader.MappedImage` (then only the
+        pixels the crop keeps are mapped; the output is the same).
+        """
+        image = _as_image(image)
         if self._crop is not None:
             image = self._crop(image)
+        else:
+            image = _as_2d(image)
         flip = (
             self._orient is not None
             and self._orient.chest_wall_side(image, laterality) != self.chest_wall
@@ -350,8 +380,20 @@ class MammogramPreprocessor:
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fills holes: background regions that do not touch the border."""
-    labels, count = ndimage.label(~mask)
+    """Fills holes: background regions that do not touch the border.
+
+    Only the mask's bounding box, one pixel wider, is labelled: outside it
+    all is background connected to the border, and a hole lies inside it.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return mask
+    box = (
+        slice(max(rows[0] - 1, 0), rows[-1] + 2),
+        slice(max(cols[0] - 1, 0), cols[-1] + 2),
+    )
+    part = mask[box]
+    labels, count = ndimage.label(~part)
     if count == 0:
         return mask
     border = np.unique(
@@ -360,7 +402,44 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     keep = np.zeros(count + 1, dtype=bool)
     keep[border] = True
     keep[0] = True  # label 0 is the mask itself
-    return mask | ~keep[labels]
+    out = mask.copy()
+    out[box] = part | ~keep[labels]
+    return out
+
+
+def _dilate_cross(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=...)`` (3 x 3 cross,
+    outside = False) with whole-array shifts: the same mask, faster."""
+    out = np.asarray(mask, dtype=bool)
+    for _ in range(iterations):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def _expand(mask: np.ndarray, ri: np.ndarray, ci: np.ndarray) -> np.ndarray:
+    """``mask[np.ix_(ri, ci)]`` for non-decreasing ``ci`` (runs of repeated
+    column indices): a repeat along the columns, then a gather of rows."""
+    cols = np.bincount(ci, minlength=mask.shape[1])
+    return np.repeat(mask, cols, axis=1)[ri]
+
+
+def _as_image(image):
+    """A lazily mapped image as is (not an ndarray; ``ndim == 2``, ``shape``,
+    basic slices give float32 arrays: e.g.
+    :class:`morphhr_tf.data.dicom_reader.MappedImage`), else :func:`_as_2d`."""
+    if isinstance(image, np.ndarray) or getattr(image, "ndim", None) != 2:
+        return _as_2d(image)
+    if not hasattr(image, "__getitem__") or 0 in tuple(image.shape):
+        raise ValueError(
+            "expected a non-empty 2-D image. "
+            f"Received: {type(image).__name__} of shape {getattr(image, 'shape', None)}"
+        )
+    return image
 
 
 def _as_2d(image: np.ndarray) -> np.ndarray:
