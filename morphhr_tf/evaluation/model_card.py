@@ -318,8 +318,9 @@ def render_markdown(card: Mapping[str, Any]) -> str:
                     f"| {level} | {row['positive']} | {row['negative']} | {_fmt(row)} |"
                 )
         lines.append(
-            "\nBreast: mean of a patient's images of one side; exam: the maximum "
-            "over a patient's breasts (the eval records carry no study key). "
+            "\nA breast's score is the mean of a patient's images of one side, "
+            "an exam's the maximum over the patient's breasts (the eval records "
+            "carry no study key). "
             f"Images without a patient key or laterality: {levels.get('images_left_out', 0)}."
         )
     cal = card.get("calibration")
