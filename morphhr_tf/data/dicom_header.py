@@ -43,7 +43,9 @@ class DicomRejected(ValueError):
         self.reason = reason
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """``"<ExceptionType>: <message on one line>"``: how a reader quotes an
+    error in a rejection reason."""
     text = " ".join(str(err).split()) or "no message"
     return f"{type(err).__name__}: {text}"
 
@@ -168,7 +170,7 @@ def _check_transfer_syntax(ds: Any, geometry: dict[str, Any]) -> str:
         try:
             size = len(ds.PixelData)
         except Exception as err:
-            raise DicomRejected(f"unreadable PixelData ({_first_line(err)})") from err
+            raise DicomRejected(f"unreadable PixelData ({first_line(err)})") from err
         need = _expected_bytes(
             geometry["rows"], geometry["columns"], 1, 1, geometry["bits_allocated"]
         )
@@ -236,7 +238,7 @@ def _check_frame(ds: Any, tsyntax: Any, name: str, geometry: dict[str, Any]) -> 
         frame = get_frame(ds.PixelData, 0, number_of_frames=1)
     except Exception as err:
         raise DicomRejected(
-            f"malformed encapsulated pixel data ({_first_line(err)})"
+            f"malformed encapsulated pixel data ({first_line(err)})"
         ) from err
     rows, cols = geometry["rows"], geometry["columns"]
     if tsyntax in uid.RLETransferSyntaxes:

@@ -48,9 +48,9 @@ from morphhr_tf.data.dicom_header import (
     _check_header,
     _check_transfer_syntax,
     _ClampedFile,
-    _first_line,
     _get,
     _text,
+    first_line,
 )
 from morphhr_tf.data.records import normalize_laterality, normalize_view
 
@@ -183,7 +183,7 @@ def apply_lut_pipeline(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
                 out = apply_voi_lut(values, ds, index=0)
             lo, hi = _lut_range(ds) if voi == "VOI LUT sequence" else _window_range(ds)
         except Exception as err:  # invalid window/LUT: fall back to bit range
-            voi = f"stored bit range ({voi} unusable: {_first_line(err)})"
+            voi = f"stored bit range ({voi} unusable: {first_line(err)})"
             out = None
     if out is None:
         out = values
@@ -291,15 +291,9 @@ def _open(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
 
     path = os.fspath(path)
     try:
-        kind, size = fileio.info(path)
-    except OSError as err:
-        raise DicomRejected(f"unreadable file: {err.strerror or err}") from err
-    except ValueError as err:  # e.g. an embedded NUL byte in the path
-        raise DicomRejected(f"invalid path ({_first_line(err)})") from err
-    if kind == "directory":
-        raise DicomRejected("is a directory, not a file")
-    if kind != "file":
-        raise DicomRejected("not a regular file")
+        size = fileio.regular_file_size(path)
+    except fileio.UnreadablePath as err:
+        raise DicomRejected(str(err)) from err
     if size == 0:
         raise DicomRejected("empty file")
     limit = 4 * max_pixels + _HEADER_SLACK
@@ -325,7 +319,7 @@ def _open(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
     except EOFError as err:
         raise DicomRejected("truncated file") from err
     except Exception as err:
-        raise DicomRejected(f"malformed DICOM ({_first_line(err)})") from err
+        raise DicomRejected(f"malformed DICOM ({first_line(err)})") from err
 
 
 def read_mammogram(
@@ -413,14 +407,14 @@ def _read(
     except DicomRejected:
         raise
     except Exception as err:
-        raise DicomRejected(f"malformed header ({_first_line(err)})") from err
+        raise DicomRejected(f"malformed header ({first_line(err)})") from err
     try:
         arr, unused_bits = _decode(ds, geometry)
     except MemoryError as err:
         raise DicomRejected("out of memory decoding the pixel data") from err
     except Exception as err:
         raise DicomRejected(
-            f"cannot decode {tsyntax} pixel data ({_first_line(err)})"
+            f"cannot decode {tsyntax} pixel data ({first_line(err)})"
         ) from err
     if arr.shape != (shape := (geometry["rows"], geometry["columns"])):
         raise DicomRejected(
@@ -433,7 +427,7 @@ def _read(
     except DicomRejected:
         raise
     except Exception as err:
-        raise DicomRejected(f"cannot apply the LUTs ({_first_line(err)})") from err
+        raise DicomRejected(f"cannot apply the LUTs ({first_line(err)})") from err
     meta = {
         "view": _view_from_header(ds),
         "laterality": _laterality_from_header(ds),

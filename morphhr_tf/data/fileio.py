@@ -81,6 +81,37 @@ def open_file(path: PathLike, mode: str = "rb", **kwargs: Any) -> IO:
     return fs.open(inner, mode, **kwargs)
 
 
+class UnreadablePath(ValueError):
+    """A path that is not a readable regular file; the message is the reason
+    (what the readers record when they reject the file)."""
+
+
+def regular_file_size(path: PathLike) -> int:
+    """The size in bytes of the regular file at ``path``.
+
+    The one check the DICOM and PNG readers make before opening a file.
+
+    Raises:
+        UnreadablePath: ``"unreadable file: <reason>"`` (``os.stat`` failed),
+            ``"invalid path (<error>)"`` (e.g. an embedded NUL byte), ``"is a
+            directory, not a file"`` or ``"not a regular file"`` (a FIFO,
+            device, socket, ...).
+        MissingFilesystem: a URL whose protocol's package is not installed.
+    """
+    try:
+        kind, size = info(path)
+    except OSError as err:
+        raise UnreadablePath(f"unreadable file: {err.strerror or err}") from err
+    except ValueError as err:  # e.g. an embedded NUL byte in the path
+        text = " ".join(str(err).split()) or "no message"
+        raise UnreadablePath(f"invalid path ({type(err).__name__}: {text})") from err
+    if kind == "directory":
+        raise UnreadablePath("is a directory, not a file")
+    if kind != "file":
+        raise UnreadablePath("not a regular file")
+    return size
+
+
 def info(path: PathLike) -> tuple[str, int]:
     """``(kind, size in bytes)`` of ``path``, following symlinks like ``os.stat``.
 

@@ -48,7 +48,7 @@ from typing import IO, Any
 import numpy as np
 
 from morphhr_tf.data import fileio
-from morphhr_tf.data.dicom_header import _first_line
+from morphhr_tf.data.dicom_header import first_line
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_MAX_PIXELS = 100_000_000  # under Pillow's own bomb limit (~179 MP)
@@ -128,17 +128,9 @@ def read_radiograph(
         )
     path = os.fspath(path_or_file)
     try:
-        kind, _size = fileio.info(path)
-    except OSError as err:
-        raise PngRejected(f"unreadable file: {err.strerror or err}") from err
-    except ValueError as err:  # e.g. an embedded NUL byte in the path
-        raise PngRejected(f"invalid path ({_first_line(err)})") from err
-    if kind != "file":
-        raise PngRejected(
-            "is a directory, not a file"
-            if kind == "directory"
-            else "not a regular file"
-        )
+        fileio.regular_file_size(path)
+    except fileio.UnreadablePath as err:
+        raise PngRejected(str(err)) from err
     try:
         with fileio.open_file(path, "rb") as f:
             return _read(f, max_pixels)
@@ -388,7 +380,7 @@ def _decode(png: bytes, header: dict[str, Any]) -> np.ndarray:
     except MemoryError as err:
         raise PngRejected("out of memory decoding the image") from err
     except Exception as err:
-        raise PngRejected(f"cannot decode the image ({_first_line(err)})") from err
+        raise PngRejected(f"cannot decode the image ({first_line(err)})") from err
     if arr.shape[:2] != (header["height"], header["width"]):
         raise PngRejected(
             f"decoded image has shape {arr.shape}, expected "

@@ -330,3 +330,22 @@ def test_url_files_open_stat_and_walk(memfs):
         (f"{memfs}/a/c", [], ["d.bin"]),
     ]
     assert list(fileio.walk(f"{memfs}/zz")) == []
+
+
+def test_regular_file_size_gives_the_readers_reasons(tmp_path):
+    import pytest
+
+    from morphhr_tf.data import fileio
+
+    path = tmp_path / "a.bin"
+    path.write_bytes(b"12345")
+    assert fileio.regular_file_size(str(path)) == 5
+    cases = {
+        str(tmp_path): "is a directory, not a file",
+        str(tmp_path / "missing"): "unreadable file: No such file or directory",
+        str(tmp_path) + "/nul\0name": "invalid path (ValueError:",
+    }
+    for bad, reason in cases.items():
+        with pytest.raises(fileio.UnreadablePath) as err:
+            fileio.regular_file_size(bad)
+        assert str(err.value).startswith(reason), str(err.value)
