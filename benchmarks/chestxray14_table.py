@@ -71,8 +71,9 @@ class Profile:
     trunk_lr_multiplier: float = 0.1
     front_channels: int = 8
     detail_branch: str = TrainingConfig.detail_branch
-    #: Off: the package's augmentation flips up-down (along a mammogram's
-    #: chest wall), which turns a chest radiograph upside down.
+    #: Off, as in the published run (docs/results_chestxray14_cpu.md): then,
+    #: the package's augmentation also flipped chest radiographs up-down; it
+    #: no longer does (input_pipeline.augment_image(flip=False)).
     augment: bool = False
     n_bootstrap: int = 2000
     #: Stop unless every finding has a positive in eval and test.

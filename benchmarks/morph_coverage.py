@@ -27,39 +27,13 @@ import keras
 import numpy as np
 
 from morphhr_tf.morph import widen
-from morphhr_tf.morph.testing import relative_error
+from morphhr_tf.morph.graph import all_layers
+from morphhr_tf.morph.testing import randomize_normalization, relative_error
 
 BACKBONES = ("MobileNetV2", "EfficientNetB0", "DenseNet121", "ResNet50", "ConvNeXtTiny")
 TOLERANCE = 1e-4
 _LINEAR = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.Dense)
 _STATS = ("gamma", "beta", "moving_mean", "moving_variance")
-
-
-def all_layers(model: keras.Model) -> list:
-    """Every layer of `model`, nested sub-models' layers included."""
-    result = []
-    for layer in model.layers:
-        result.append(layer)
-        if isinstance(layer, keras.Model):
-            result.extend(all_layers(layer))
-    return result
-
-
-def randomize_normalization(model: keras.Model, rng: np.random.Generator) -> None:
-    """Random BN / LN scales, shifts and moving statistics (in place)."""
-    for layer in all_layers(model):
-        if not isinstance(
-            layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
-        ):
-            continue
-        values = []
-        for variable in layer.weights:
-            shape = tuple(variable.shape)
-            if variable.name in ("gamma", "moving_variance"):
-                values.append(rng.uniform(0.5, 1.5, shape))
-            else:
-                values.append(rng.normal(0.0, 0.2, shape))
-        layer.set_weights([np.asarray(v, np.float32) for v in values])
 
 
 def build(name: str, seed: int) -> keras.Model:

@@ -279,7 +279,7 @@ def copy_weights(
     weights = weights or {}
     lookup: dict[str, keras.layers.Layer] = {}
     for source in reversed(list(sources)):
-        for layer in _all_layers(source):
+        for layer in all_layers(source):
             lookup[layer.name] = layer
     for layer in new_model.layers:
         if not layer.weights:
@@ -295,13 +295,13 @@ def copy_weights(
             )
 
 
-def _all_layers(model: keras.Model) -> list:
+def all_layers(model: keras.Model) -> list:
     """`model.layers`, each nested sub-model followed by its own layers."""
     result = []
     for layer in model.layers:
         result.append(layer)
         if isinstance(layer, keras.Model):
-            result.extend(_all_layers(layer))
+            result.extend(all_layers(layer))
     return result
 
 

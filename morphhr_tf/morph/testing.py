@@ -52,3 +52,24 @@ def relative_error(a, b) -> float:
     """`max |a - b| / max |b|` (`b` is the reference)."""
     scale = float(np.max(np.abs(np.asarray(keras.ops.convert_to_numpy(b), np.float64))))
     return max_abs_difference(a, b) / max(scale, 1e-12)
+
+
+def randomize_normalization(model: keras.Model, rng: np.random.Generator) -> None:
+    """Random BatchNormalization / LayerNormalization scales, shifts and
+    moving statistics, nested sub-models included (in place): a freshly built
+    model's identity statistics would hide a morph that mishandles them."""
+    from morphhr_tf.morph.graph import all_layers
+
+    for layer in all_layers(model):
+        if not isinstance(
+            layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
+        ):
+            continue
+        values = []
+        for variable in layer.weights:
+            shape = tuple(variable.shape)
+            if variable.name in ("gamma", "moving_variance"):
+                values.append(rng.uniform(0.5, 1.5, shape))
+            else:
+                values.append(rng.normal(0.0, 0.2, shape))
+        layer.set_weights([np.asarray(v, np.float32) for v in values])

@@ -5,29 +5,9 @@ import numpy as np
 import pytest
 
 from morphhr_tf.models import build_morphhr
-from morphhr_tf.morph.testing import relative_error
+from morphhr_tf.morph.testing import randomize_normalization, relative_error
 
 BASES = ["MobileNetV2", "EfficientNetB0", "ConvNeXtTiny"]
-
-
-def randomize_normalization(model, seed=0):
-    rng = np.random.default_rng(seed)
-    stack = list(model.layers)
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
-        if isinstance(
-            layer, (keras.layers.BatchNormalization, keras.layers.LayerNormalization)
-        ):
-            values = []
-            for variable in layer.weights:
-                shape = tuple(variable.shape)
-                if variable.name in ("gamma", "moving_variance"):
-                    values.append(rng.uniform(0.5, 1.5, shape))
-                else:
-                    values.append(rng.normal(0.0, 0.2, shape))
-            layer.set_weights([np.asarray(v, np.float32) for v in values])
 
 
 @pytest.mark.slow
@@ -41,7 +21,7 @@ def test_morphhr_on_application_base_is_exact(name, channels):
         classes=3,
         classifier_activation=None,
     )
-    randomize_normalization(base)
+    randomize_normalization(base, np.random.default_rng(0))
     model = build_morphhr(base, 64, front_channels=4, seed=0)
     x = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, channels))
     x = x.astype(np.float32)
