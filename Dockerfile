@@ -26,9 +26,10 @@ WORKDIR /pipeline
 # The lock first, so code edits do not reinstall dependencies. --no-deps: the
 # lock is complete and deliberately overrides two of TFX's pins (BUILD.md).
 # The image runs the product only: the lock's test and lint tools (pytest and
-# iniconfig, which only pytest needs; hypothesis, atheris, ruff) stay out.
+# iniconfig, which only pytest needs; hypothesis, atheris, ruff; jax and
+# jaxlib, for the JAX test job) stay out.
 COPY requirements.txt ./
-RUN grep -vE '^(atheris|hypothesis|iniconfig|pytest|ruff)==' requirements.txt \
+RUN grep -vE '^(atheris|hypothesis|iniconfig|jax|jaxlib|pytest|ruff)==' requirements.txt \
         > requirements-runtime.txt \
     && python -m pip install --no-cache-dir --no-deps -r requirements-runtime.txt \
     && rm requirements-runtime.txt

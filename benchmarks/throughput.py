@@ -3,10 +3,17 @@ S x S against MorphHR at S x S (a thin full-resolution front on a 224 base),
 measured in one run, plus achieved GFLOP/s against a measured matmul peak.
 
     python benchmarks/throughput.py [--sizes 224 448 896] [--batch 4] [--steps 3]
+        [--detail-branch antithetic]
 
+Three models at each S: ResNet18; MorphHR trained as the trainer's stage 2
+trains it, through the view that recomputes the front's first block in the
+backward pass (``morphhr_tf.models.rematerialize``); and ``morphhr_plain``,
+the same MorphHR fitted itself, keeping every activation.
 Every configuration runs in a fresh subprocess, so its peak resident memory
 (CPU: ``ru_maxrss``; GPU: ``tf.config.experimental.get_memory_info`` peak) is
-its own. Training FLOPs are counted from the convolution and dense layers'
+its own. On the CPU the ratios are also given above an idle process (one
+that imported TensorFlow and the package and ran one op, measured in the
+same run), i.e. of what the training itself adds. Training FLOPs are counted from the convolution and dense layers'
 shapes (forward multiply-adds x 2, x 3 for forward + backward).
 Prints a table and the ratios MorphHR / ResNet18 at each S.
 """
@@ -26,13 +33,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 
-def _build(kind: str, size: int, base_size: int, width: int, channels: int):
+def _build(args) -> tuple:
+    """``(model, what is fitted)``: ``morphhr`` is fitted through the
+    trainer's rematerialized view, ``morphhr_plain`` itself."""
     from morphhr_tf.models import build_morphhr, resnet18
 
-    if kind == "resnet18":
-        return resnet18((size, size, channels), width=width)
-    base = resnet18((base_size, base_size, channels), width=width)
-    return build_morphhr(base, size)
+    size, channels = args.size, args.channels
+    if args.model == "resnet18":
+        model = resnet18((size, size, channels), width=args.width)
+        return model, model
+    base = resnet18((args.base_size, args.base_size, channels), width=args.width)
+    branch = None if args.detail_branch == "none" else args.detail_branch
+    model = build_morphhr(base, size, detail_branch=branch)
+    if args.model == "morphhr_plain":
+        return model, model
+    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
+    from morphhr_tf.models.rematerialize import rematerialized
+
+    return model, rematerialized(model, FIRST_FRONT_BLOCK_END)
 
 
 def _peak_memory_mb() -> tuple[float, str]:
@@ -56,8 +74,12 @@ def worker(args) -> dict:
 
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
-    model = _build(args.model, args.size, args.base_size, args.width, args.channels)
-    model.compile(
+    if args.model == "idle":
+        (tf.constant(np.ones((2, 2), "float32")) * 2.0).numpy()
+        peak, what = _peak_memory_mb()
+        return {"model": "idle", "size": 0, "peak_mb": peak, "memory_kind": what}
+    model, fitted = _build(args)
+    fitted.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss=keras.losses.BinaryCrossentropy(),
         jit_compile=False,
@@ -69,10 +91,10 @@ def worker(args) -> dict:
         )
     )
     y = tf.constant(rng.integers(0, 2, size=(args.batch, 1)).astype("float32"))
-    model.train_on_batch(x, y)  # trace + warm-up
+    fitted.train_on_batch(x, y)  # trace + warm-up
     start = time.perf_counter()
     for _ in range(args.steps):
-        loss = model.train_on_batch(x, y)
+        loss = fitted.train_on_batch(x, y)
     elapsed = time.perf_counter() - start
     peak, what = _peak_memory_mb()
     flops = 3.0 * 2.0 * forward_macs(model)  # 2 FLOPs per MAC, x3 for training
@@ -162,6 +184,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--precision", default="auto")
     p.add_argument(
+        "--detail-branch",
+        default="none",
+        choices=("none", "zeros", "antithetic"),
+        help="MorphHR's detail branch (the trainer's default is antithetic)",
+    )
+    p.add_argument(
         "--tfrecords",
         default=None,
         help="gzip TFRecord glob for the input-pipeline measurement "
@@ -186,8 +214,10 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         "--base-size", str(args.base_size), "--batch", str(args.batch),
         "--steps", str(args.steps), "--width", str(args.width),
         "--channels", str(args.channels), "--precision", args.precision,
+        "--detail-branch", args.detail_branch,
     ]  # fmt: skip
-    print(f"measuring {kind} at {size} px ...", file=sys.stderr, flush=True)
+    what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
+    print(f"measuring {what} ...", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     line = next(
         (ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None
@@ -202,36 +232,61 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
     """Prints the measurements; returns the successful rows by (model, size)."""
     print(
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
-        f"channels={args.channels} base={args.base_size} steps={args.steps}; "
+        f"channels={args.channels} base={args.base_size} steps={args.steps} "
+        f"detail_branch={args.detail_branch}; "
         f"matmul peak {peak:.1f} GFLOP/s"
     )
-    header = f"{'model':<10} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"
+    header = f"{'model':<14} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"
     print(header)
     print("-" * len(header))
     by = {}
     for r in rows:
         if "error" in r:
-            print(f"{r['model']:<10} {r['size']:>5}  failed: {r['error']}")
+            print(f"{r['model']:<14} {r['size']:>5}  failed: {r['error']}")
             continue
         by[(r["model"], r["size"])] = r
         print(
-            f"{r['model']:<10} {r['size']:>5} {r['img_per_s']:>8.2f} {r['peak_mb']:>9.0f} "
+            f"{r['model']:<14} {r['size']:>5} {r['img_per_s']:>8.2f} {r['peak_mb']:>9.0f} "
             f"{r['train_gflop_per_img']:>10.2f} {r['achieved_gflops']:>8.1f} "
             f"{100 * r['achieved_gflops'] / peak:>6.1f}%"
         )
     return by
 
 
-def print_ratios(sizes: list[int], by: dict) -> None:
-    """MorphHR / ResNet18 throughput and peak memory at each S."""
-    print("\nratios MorphHR / ResNet18 at the same S:")
-    for size in sizes:
-        a, b = by.get(("morphhr", size)), by.get(("resnet18", size))
-        if a and b:
-            print(
-                f"  S={size}: throughput x{a['img_per_s'] / b['img_per_s']:.2f}, "
-                f"peak memory x{a['peak_mb'] / b['peak_mb']:.2f} ({a['memory_kind']})"
-            )
+def _ratio(a: dict, b: dict, idle_mb: float | None) -> str:
+    """Throughput and peak memory of row ``a`` over row ``b`` (and above the
+    idle process, when its peak is known)."""
+    line = (
+        f"throughput x{a['img_per_s'] / b['img_per_s']:.2f}, "
+        f"peak memory x{a['peak_mb'] / b['peak_mb']:.2f} ({a['memory_kind']})"
+    )
+    if idle_mb is not None:
+        above_a, above_b = a["peak_mb"] - idle_mb, b["peak_mb"] - idle_mb
+        line += (
+            f", above idle x{above_a / above_b:.2f} ({above_a:.0f} / {above_b:.0f} MB)"
+        )
+    return line
+
+
+def print_ratios(sizes: list[int], by: dict, idle: dict | None) -> None:
+    """At each S: MorphHR / ResNet18 and the recomputing view / MorphHR fitted
+    itself, throughput and peak memory (on the CPU also above the idle
+    process)."""
+    idle_mb = idle["peak_mb"] if idle and idle["memory_kind"] == "peak RSS" else None
+    if idle_mb is not None:
+        print(f"\nidle process: peak RSS {idle_mb:.0f} MB")
+    for title, kinds in (
+        ("MorphHR / ResNet18 at the same S", ("morphhr", "resnet18")),
+        (
+            "recomputing the first front block (morphhr / morphhr_plain)",
+            ("morphhr", "morphhr_plain"),
+        ),
+    ):
+        print(f"\nratios {title}:")
+        for size in sizes:
+            a, b = by.get((kinds[0], size)), by.get((kinds[1], size))
+            if a and b:
+                print(f"  S={size}: {_ratio(a, b, idle_mb)}")
 
 
 def print_input_pipeline(args: argparse.Namespace, rows: list[dict]) -> None:
@@ -263,14 +318,15 @@ def main(argv=None) -> int:
         return 0
 
     t0 = time.perf_counter()
+    idle = measure(args, "idle", 0)
     rows = [
         measure(args, kind, size)
         for size in args.sizes
-        for kind in ("resnet18", "morphhr")
+        for kind in ("resnet18", "morphhr", "morphhr_plain")
     ]
     peak = matmul_peak_gflops(args.precision)
     by = print_table(args, rows, peak)
-    print_ratios(args.sizes, by)
+    print_ratios(args.sizes, by, None if "error" in idle else idle)
     print_input_pipeline(args, rows)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     return 0

@@ -8,6 +8,21 @@ from keras import activations, constraints, initializers, ops, regularizers
 _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
+@ops.custom_gradient
+def _p_relu(x, a):
+    """`x + a * (relu(x) - x)` whose backward pass keeps only `x` (and `a`)."""
+
+    def grad(*args, upstream=None):
+        # TensorFlow and JAX pass the upstream gradient positionally, PyTorch
+        # by keyword (see `keras.ops.custom_gradient`).
+        g = args[0] if upstream is None else upstream
+        dx = ops.where(x > 0, g, g * (1 - a))
+        da = -ops.sum(g * ops.minimum(x, ops.zeros((), x.dtype)))
+        return dx, da
+
+    return x + a * (ops.relu(x) - x), grad
+
+
 @keras.saving.register_keras_serializable(package="morphhr_tf")
 class PActivation(keras.layers.Layer):
     """Parametric activation `y = (1 - a) * x + a * phi(x)` with a learned `a`.
@@ -73,6 +88,8 @@ class PActivation(keras.layers.Layer):
 
     def call(self, inputs):
         alpha = ops.cast(self.alpha, inputs.dtype)
+        if self.activation is activations.relu:
+            return _p_relu(inputs, alpha)
         return inputs + alpha * (self.activation(inputs) - inputs)
 
     def compute_output_shape(self, input_shape):

@@ -12,6 +12,11 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   MorphHR's full-resolution, max-pooled detail branch and its exact
   initialisation (:mod:`morphhr_tf.models.detail_branch`). Without it MorphHR
   does not learn structures a pixel or two wide (``docs/results.md``).
+- ``rematerialize_front``: stage 2 recomputes the front's first block (its
+  full-resolution conv and P-activation) in the backward pass instead of
+  keeping its output (:mod:`morphhr_tf.models.rematerialize`): the same
+  function and gradients, less memory for a little more compute
+  (``docs/performance.md``). Default true.
 - ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
   ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
   ``train_args.num_steps``.
@@ -131,6 +136,7 @@ class TrainingConfig:
     front_channels: int = 8
     front_blocks: int = 2
     detail_branch: str = "antithetic"
+    rematerialize_front: bool = True
     base_steps: int = 600
     epochs: int = 3
     batch_size: int = 16

@@ -271,6 +271,28 @@ def morph(
     return model, front, check
 
 
+def _training_view(
+    model: keras.Model, config: TrainingConfig, strategy: tf.distribute.Strategy
+) -> keras.Model:
+    """What stage 2 fits: ``model``, or a view of it (same layers and
+    variables, built under ``strategy`` as the model was) that recomputes
+    the first front block in the backward pass."""
+    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
+    from morphhr_tf.models.rematerialize import rematerialized
+
+    if not config.rematerialize_front:
+        return model
+    if config.front_blocks == 0:
+        _log("rematerialize_front: the front has no block; nothing to recompute")
+        return model
+    _log(
+        f"stage 2 recomputes the front's first block (up to {FIRST_FRONT_BLOCK_END}) "
+        "in the backward pass instead of keeping its full-resolution output"
+    )
+    with strategy.scope():
+        return rematerialized(model, FIRST_FRONT_BLOCK_END)
+
+
 def train_morphhr(
     model: keras.Model,
     front: set[str],
@@ -289,8 +311,9 @@ def train_morphhr(
     ``loss`` the training loss (``Splits.loss``).
     """
     _log(f"stage 2: MorphHR at {config.resolution} px, {steps} steps")
+    view = _training_view(model, config, strategy)
     history, seconds = train_stage(
-        model,
+        view,
         datasets,
         config,
         strategy,
@@ -301,6 +324,11 @@ def train_morphhr(
         lr_multipliers=dict.fromkeys(front, 1.0),
         default_multiplier=config.trunk_lr_multiplier,
     )
+    if view is not model:
+        # The saved Keras model keeps its optimizer (and state), as when the
+        # model itself is fitted.
+        with strategy.scope():
+            model.compile(optimizer=view.optimizer, loss=view.loss)
     p_base, base_labels = base_eval
     p_final, labels = predict(model, datasets[1])
     gain = resolution_gain(labels, p_base, p_final, base_labels=base_labels)

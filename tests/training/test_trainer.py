@@ -117,6 +117,40 @@ def test_the_same_seed_trains_the_same_weights_twice(tiny_splits, tmp_path):
     assert _summary(runs[0])["auc_final"] == _summary(runs[1])["auc_final"]
 
 
+@pytest.mark.slow
+def test_recomputing_the_first_front_block_trains_the_same_weights(
+    tiny_splits, tmp_path
+):
+    """Stage 2 fitted through the rematerialized view or the model itself:
+    every weight equal (max |diff| == 0), and the saved Keras model keeps
+    its optimizer and its state either way."""
+    import keras
+
+    config = dict(TINY, model="morphhr", base_steps=2, seed=5)
+    runs = [
+        FnArgs(
+            tiny_splits,
+            str(tmp_path / str(remat)),
+            dict(config, rematerialize_front=remat),
+            steps=3,
+        )  # fmt: skip
+        for remat in (True, False)
+    ]
+    for args in runs:
+        trainer.run_fn(args)
+    with_view, without = (_keras_weights(args) for args in runs)
+    diffs = [
+        float(np.max(np.abs(a - b))) if a.size else 0.0
+        for a, b in zip(with_view, without, strict=True)
+    ]
+    assert max(diffs) == 0.0, max(diffs)
+    for args in runs:
+        saved = keras.saving.load_model(
+            trainer.keras_model_path(args.serving_model_dir)
+        )
+        assert int(saved.optimizer.iterations.numpy()) == 3
+
+
 def test_tensorboard_gets_about_fifty_points_per_stage():
     from morphhr_tf.training.stages import tensorboard_every
 

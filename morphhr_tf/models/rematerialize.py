@@ -1,0 +1,163 @@
+"""A training view of a model that recomputes its first layers in the backward pass.
+
+A full-resolution front keeps, for the backward pass, tensors the size of the
+image times its channels: at 896 x 896 x 8 in bfloat16 each is 12.8 MB per
+image, more than the whole 224 px trunk keeps. :func:`rematerialized`
+returns a model that computes the same function with the same layers (so the
+same variables: training the view trains the model) but keeps only the input
+of a leading segment of the graph and recomputes the segment when the
+backward pass reaches it (`keras.remat`: `tf.recompute_grad` on TensorFlow,
+`jax.checkpoint` on JAX).
+
+The view is for training only; save, export and evaluate the model itself.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from morphhr_tf.morph.graph import Call, Graph, input_name, new_inputs
+
+
+@keras.saving.register_keras_serializable(package="morphhr_tf")
+class Rematerialized(keras.layers.Layer):
+    """Calls `inner` (a functional model) under `keras.remat`.
+
+    Args:
+        inner: the model whose activations are recomputed, not kept.
+        **kwargs: base layer keyword arguments, such as `name`.
+    """
+
+    def __init__(self, inner: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, inputs, training=None):
+        def forward(*tensors):
+            return self.inner(list(tensors), training=training)
+
+        return keras.remat(forward)(*inputs)
+
+    def compute_output_spec(self, inputs, training=None):
+        return self.inner.compute_output_spec(list(inputs))
+
+    def get_config(self):
+        config = super().get_config()
+        config["inner"] = keras.saving.serialize_keras_object(self.inner)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["inner"] = keras.saving.deserialize_keras_object(config["inner"])
+        return cls(**config)
+
+
+def _state_changing(layer) -> bool:
+    """True for layers a second forward pass would change: moving statistics
+    (any non-trainable variable, as batch norm's) or random draws (dropout,
+    noise, random augmentation: a seed generator)."""
+    return bool(layer.non_trainable_weights) or hasattr(layer, "seed_generator")
+
+
+def _segment(graph: Graph, end: Call) -> list[Call]:
+    """The calls `end`'s output depends on (`end` included), in graph order."""
+    needed, stack = {id(end.layer)}, [end]
+    while stack:
+        for tensor in stack.pop().inputs:
+            producer = graph.producer(tensor)
+            if producer is not None and id(producer.layer) not in needed:
+                needed.add(id(producer.layer))
+                stack.append(producer)
+    return [call for call in graph.calls if id(call.layer) in needed]
+
+
+def _apply(call: Call, tensors: dict) -> None:
+    """Calls `call`'s own layer on the stand-ins in `tensors` (a shared-layer
+    call: the layer, its variables and `model` are not changed) and records
+    its outputs' stand-ins."""
+    args, kwargs = call.node.arguments.fill_in(tensors)
+    outputs = keras.tree.flatten(call.layer(*args, **kwargs))
+    for old, new in zip(call.outputs, outputs, strict=True):
+        tensors[id(old)] = new
+
+
+def rematerialized(model: keras.Model, segment_end: str) -> keras.Model:
+    """The same function as `model`, recomputing its inputs-to-`segment_end` part.
+
+    The segment is the layer `segment_end` and every layer its output
+    depends on; in the backward pass only the segment's inputs and its
+    output are kept, and its inner activations are recomputed. The cost is
+    one more forward pass of the segment per step.
+
+    Args:
+        model: a flat functional model, each layer called once (left
+            untouched: the view calls its layers as shared layers).
+        segment_end: the name of the segment's last layer (one output).
+
+    Returns:
+        A `keras.Model` with the same inputs (names, shapes, dtypes) and
+        outputs, sharing `model`'s layers and variables, named
+        `{model.name}_rematerialized`.
+
+    Raises:
+        ValueError: if `segment_end` is not a layer of `model` or has several
+            outputs; if a tensor inside the segment is also used outside it;
+            or if the segment holds a layer whose second forward pass would
+            change state or draw new random numbers (batch norm, dropout):
+            recomputing it would not give the values of the first.
+    """
+    graph = Graph(model)
+    if graph.model is not model:
+        raise ValueError(
+            f"rematerialized needs a flat functional model; {model.name!r} holds "
+            "nested models. Flatten it first (morphhr_tf.morph.graph.flatten_nested)."
+        )
+    end = graph.call_of(segment_end)
+    if len(end.outputs) != 1:
+        raise ValueError(
+            f"The layer {segment_end!r} has {len(end.outputs)} outputs; end the "
+            "segment at a layer with one output."
+        )
+    segment = _segment(graph, end)
+    unsafe = [call.name for call in segment if _state_changing(call.layer)]
+    if unsafe:
+        raise ValueError(
+            f"The segment up to {segment_end!r} holds layers that a recomputation "
+            f"would not repeat exactly (moving statistics or random draws): "
+            f"{unsafe}. End the segment before them."
+        )
+    inner = {id(t) for call in segment for t in call.outputs} - {id(end.outputs[0])}
+    rest = [call for call in graph.calls if call not in segment]
+    leaks = [call.name for call in rest if any(id(t) in inner for t in call.inputs)] + [
+        input_name(t) for t in model.outputs if id(t) in inner
+    ]
+    if leaks:
+        raise ValueError(
+            f"Tensors inside the segment up to {segment_end!r} are also used by "
+            f"{leaks}; end the segment where every later layer reads only its output."
+        )
+
+    head_inputs = new_inputs(model)
+    tensors = {id(old): new for old, new in zip(model.inputs, head_inputs)}
+    for call in segment:
+        _apply(call, tensors)
+    head = keras.Model(
+        head_inputs, tensors[id(end.outputs[0])], name=f"{model.name}_segment"
+    )
+
+    inputs = new_inputs(model)
+    tensors = {id(old): new for old, new in zip(model.inputs, inputs)}
+    tensors[id(end.outputs[0])] = Rematerialized(
+        head, name=f"rematerialized_{segment_end}"
+    )(inputs)
+    for call in rest:
+        _apply(call, tensors)
+    outputs = keras.tree.pack_sequence_as(
+        model.output, [tensors[id(t)] for t in model.outputs]
+    )
+    return keras.Model(
+        inputs if len(inputs) > 1 else inputs[0],
+        outputs,
+        name=f"{model.name}_rematerialized",
+    )

@@ -1,0 +1,105 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from morphhr_tf.models import build_morphhr, resnet18
+from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
+from morphhr_tf.models.rematerialize import rematerialized
+from morphhr_tf.morph.testing import randomize_weights
+
+
+def _morphhr(**kwargs):
+    base = randomize_weights(resnet18((32, 32, 1), width=8), seed=0)
+    return build_morphhr(base, 64, seed=0, **kwargs)
+
+
+def _gradients(model, variables, x):
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(model(x, training=True))
+    return tape.gradient(y, variables)
+
+
+@pytest.mark.parametrize("branch", [None, "antithetic"])
+def test_view_computes_the_same_values_and_gradients(branch):
+    # Same function, same variables: outputs and every gradient bit for bit
+    # (max |diff| == 0), with the detail branch reading the input beside the
+    # recomputed segment.
+    model = _morphhr(detail_branch=branch)
+    view = rematerialized(model, FIRST_FRONT_BLOCK_END)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(3, 64, 64, 1)), tf.float32)
+    assert float(tf.reduce_max(tf.abs(model(x) - view(x)))) == 0.0
+    assert {id(v) for v in view.trainable_variables} == {
+        id(v) for v in model.trainable_variables
+    }
+    variables = model.trainable_variables
+    for a, b in zip(
+        _gradients(model, variables, x), _gradients(view, variables, x), strict=True
+    ):
+        assert b is not None
+        assert float(tf.reduce_max(tf.abs(a - b))) == 0.0
+    assert view.input.name == model.input.name
+    assert tuple(view.input.shape) == tuple(model.input.shape)
+    # Serialisable (TensorBoard writes the fitted model's graph as JSON).
+    clone = keras.Model.from_config(view.get_config())
+    np.testing.assert_array_equal(np.asarray(clone(x)).shape, np.asarray(view(x)).shape)
+
+
+def test_fitting_the_view_trains_the_model():
+    model = _morphhr()
+    view = rematerialized(model, FIRST_FRONT_BLOCK_END)
+    view.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy")
+    before = model.get_layer("morphhr_front_0_conv").get_weights()[0].copy()
+    rng = np.random.default_rng(1)
+    view.fit(
+        rng.uniform(size=(4, 64, 64, 1)).astype("float32"),
+        np.array([[0], [1], [0], [1]], "float32"),
+        epochs=1,
+        verbose=0,
+    )
+    after = model.get_layer("morphhr_front_0_conv").get_weights()[0]
+    assert np.abs(after - before).max() > 0
+
+
+def test_refuses_a_layer_that_is_not_there():
+    with pytest.raises(ValueError, match="No layer named 'nope'"):
+        rematerialized(_morphhr(), "nope")
+
+
+def test_refuses_a_segment_whose_recomputation_would_differ():
+    # Batch norm updates its moving statistics on every training forward
+    # pass; dropout draws new numbers: recomputing either changes the result.
+    model = _morphhr(front_batch_norm=True)
+    with pytest.raises(ValueError, match="morphhr_front_0_bn"):
+        rematerialized(model, FIRST_FRONT_BLOCK_END)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dropout(0.5, name="drop")(inputs)
+    outputs = keras.layers.Dense(1, name="dense")(x)
+    with pytest.raises(ValueError, match="random draws.*drop"):
+        rematerialized(keras.Model(inputs, outputs), "drop")
+
+
+def test_refuses_a_segment_whose_inner_tensor_is_used_after_it():
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(4, name="a")(inputs)
+    b = keras.layers.Dense(4, name="b")(a)
+    outputs = keras.layers.Add(name="skip")([a, b])
+    with pytest.raises(ValueError, match="also used by.*skip"):
+        rematerialized(keras.Model(inputs, outputs), "b")
+
+
+def test_the_model_still_saves_and_loads_after_the_view_trained(tmp_path):
+    # The view calls the model's layers as shared layers: the model's own
+    # graph, config and saved file are unchanged (the detail branch reads
+    # the input beside the segment).
+    model = _morphhr(detail_branch="antithetic")
+    view = rematerialized(model, FIRST_FRONT_BLOCK_END)
+    view.compile(optimizer="adam", loss="binary_crossentropy")
+    x = np.random.default_rng(2).uniform(size=(4, 64, 64, 1)).astype("float32")
+    view.fit(x, np.array([[0], [1], [0], [1]], "float32"), verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert [layer.name for layer in loaded.layers] == [
+        layer.name for layer in model.layers
+    ]
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
