@@ -22,6 +22,8 @@ package:
 - ``spe=K``: ``model.compile(..., steps_per_execution=K)`` (K steps per
   call into the compiled function: less host-side Python per step);
 - ``jit``: ``model.compile(..., jit_compile=True)`` (XLA fuses the small ops);
+- ``remat=0``: stage 2 fits MorphHR itself, not the view that recomputes the
+  front's first block (``rematerialize_front=False``);
 - ``replicas=N``: the CPU split into N logical devices and
   ``strategy="mirrored"`` (data parallel: N model replicas run at once, each
   on ``batch_size / N`` images);
@@ -66,11 +68,14 @@ def parse_variant(text: str) -> dict:
             out["spe"] = int(value)
         elif key == "replicas" and value.isdigit() and int(value) >= 1:
             out["replicas"] = int(value)
+        elif key == "remat" and value in ("0", "1"):
+            out["remat"] = value == "1"
         elif key == "threads" and len(value.split(",")) == 2:
             out["threads"] = tuple(int(v) for v in value.split(","))
         else:
             raise ValueError(
-                "variant parts are baseline, jit, spe=K, replicas=N or threads=I,J. "
+                "variant parts are baseline, jit, spe=K, replicas=N, remat=0|1 or "
+                "threads=I,J. "
                 f"Received: {part!r}"
             )
     return out
@@ -134,7 +139,12 @@ def run_variant(data: str, steps: int, variant: dict) -> dict:
     from morphhr_tf.training.strategy import select_strategy
     from pipelines.configs import PROFILES
 
-    config = dataclasses.replace(PROFILES["cpu"].training, base_steps=steps, epochs=1)
+    config = dataclasses.replace(
+        PROFILES["cpu"].training,
+        base_steps=steps,
+        epochs=1,
+        rematerialize_front=variant.get("remat", True),
+    )
     proc, figures = psutil.Process(), []
     fit = stages.fit
 

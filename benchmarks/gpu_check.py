@@ -7,10 +7,13 @@ configuration runs in a fresh subprocess, so its peak memory is its own:
     KERAS_BACKEND=jax python benchmarks/gpu_check.py --out gpu_check.json
     python benchmarks/gpu_check.py --dry-run --out /tmp/gpu_check.json  # CPU, tiny
 
-Configurations: ResNet18 (full width 64) at S and MorphHR-ResNet18 (base at
-224 px, 8-channel 2-block front, detail branch as ``--detail-branch``) at S, for S in ``--sizes`` and batch in
-``--batches``, mixed precision, AdamW, random images; the first
-``--warmup`` steps (tracing and compilation) are not timed.
+Configurations (``--models``): ResNet18 (full width 64) at S; MorphHR-ResNet18
+(base at 224 px, 8-channel 2-block front, detail branch as
+``--detail-branch``) at S, fitted as the trainer's stage 2 fits it, through the
+view that recomputes the front's first block (``morphhr``), and fitted itself
+(``morphhr_plain``); for S in ``--sizes`` and batch in ``--batches``, mixed
+precision, AdamW, random images; the first ``--warmup`` steps (tracing and
+compilation) are not timed.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
 
     import morphhr_tf  # noqa: F401
     from morphhr_tf.models import build_morphhr, resnet18
+    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
+    from morphhr_tf.models.rematerialize import rematerialized
 
     keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(0)
@@ -66,15 +71,18 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
         model = build_morphhr(
             base, size, front_channels=8, detail_branch=branch, seed=0
         )
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
+    fitted = model
+    if model_kind == "morphhr":
+        fitted = rematerialized(model, FIRST_FRONT_BLOCK_END)
+    fitted.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
     y = (rng.random((batch, 1)) < 0.5).astype(np.float32)
     for _ in range(args.warmup):
-        model.train_on_batch(x, y)
+        fitted.train_on_batch(x, y)
     start = time.perf_counter()
     for _ in range(args.steps):
-        loss = model.train_on_batch(x, y)
+        loss = fitted.train_on_batch(x, y)
     seconds = time.perf_counter() - start
     peak, kind = _peak_bytes()
     return {
@@ -101,6 +109,11 @@ def main(argv=None) -> int:
         choices=["zeros", "antithetic", "none"],
         help="MorphHR's detail branch (the trainer's default: antithetic)",
     )
+    p.add_argument(
+        "--models",
+        default="resnet18,morphhr,morphhr_plain",
+        help="comma-separated, of resnet18, morphhr (recomputing view), morphhr_plain",
+    )
     p.add_argument("--timeout", type=int, default=240, help="seconds per config")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
     p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:batch (child)
@@ -116,7 +129,7 @@ def main(argv=None) -> int:
     base_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
     for size in [int(s) for s in args.sizes.split(",")]:
         for batch in [int(b) for b in args.batches.split(",")]:
-            for kind in ("resnet18", "morphhr"):
+            for kind in args.models.split(","):
                 cmd = [sys.executable, os.path.abspath(__file__), *base_argv]
                 cmd += ["--one", f"{kind}:{size}:{batch}"]
                 start = time.perf_counter()
@@ -146,9 +159,9 @@ def main(argv=None) -> int:
     by = {(r["model"], r["size"], r["batch"]): r for r in results["rows"]}
     for (kind, size, batch), row in by.items():
         ref = by.get(("resnet18", size, batch))
-        if kind == "morphhr" and ref and "img_per_s" in row and "img_per_s" in ref:
+        if kind != "resnet18" and ref and "img_per_s" in row and "img_per_s" in ref:
             print(
-                f"S={size} batch={batch}: MorphHR / ResNet18 throughput "
+                f"S={size} batch={batch}: {kind} / ResNet18 throughput "
                 f"{row['img_per_s'] / ref['img_per_s']:.2f}x, peak memory "
                 f"{row['peak_mb'] / ref['peak_mb']:.2f}x",
                 flush=True,

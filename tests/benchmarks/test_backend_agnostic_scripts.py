@@ -28,12 +28,13 @@ def test_gpu_check_dry_run_writes_every_configuration(tmp_path):
     done = _run(["benchmarks/gpu_check.py", "--dry-run", "--out", str(out)], tmp_path)
     rows = json.loads(out.read_text())["rows"]
     assert {(r["model"], r["size"]) for r in rows} == {
-        (m, s) for m in ("resnet18", "morphhr") for s in (32, 64)
+        (m, s) for m in ("resnet18", "morphhr", "morphhr_plain") for s in (32, 64)
     }
     for row in rows:
         assert "error" not in row, row
         assert row["img_per_s"] > 0 and row["peak_mb"] > 0
-    assert "MorphHR / ResNet18 throughput" in done.stdout
+    assert "morphhr / ResNet18 throughput" in done.stdout
+    assert "morphhr_plain / ResNet18 throughput" in done.stdout
 
 
 @pytest.mark.slow
