@@ -82,7 +82,7 @@ def worker(args) -> dict:
     fitted.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss=keras.losses.BinaryCrossentropy(),
-        jit_compile=False,
+        jit_compile=args.jit,
     )
     rng = np.random.default_rng(0)
     x = tf.constant(
@@ -184,6 +184,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=1)
     p.add_argument("--precision", default="auto")
     p.add_argument(
+        "--jit",
+        action="store_true",
+        help="compile with XLA (jit_compile=True); the trainer does not on a CPU",
+    )
+    p.add_argument(
         "--detail-branch",
         default="none",
         choices=("none", "zeros", "antithetic"),
@@ -214,6 +219,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         "--base-size", str(args.base_size), "--batch", str(args.batch),
         "--steps", str(args.steps), "--width", str(args.width),
         "--channels", str(args.channels), "--precision", args.precision,
+        *(["--jit"] if args.jit else []),
         "--detail-branch", args.detail_branch,
     ]  # fmt: skip
     what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
@@ -233,7 +239,7 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
     print(
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
         f"channels={args.channels} base={args.base_size} steps={args.steps} "
-        f"detail_branch={args.detail_branch}; "
+        f"detail_branch={args.detail_branch} jit_compile={args.jit}; "
         f"matmul peak {peak:.1f} GFLOP/s"
     )
     header = f"{'model':<14} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"
