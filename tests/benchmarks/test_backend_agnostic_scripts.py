@@ -1,7 +1,9 @@
-"""The GPU check and the fine-detail sweep run end to end at tiny sizes.
+"""The GPU check, the fine-detail sweep and the CPU throughput benchmark run
+end to end at tiny sizes.
 
-They are written for a machine without TensorFlow (Keras on JAX); here they
-run on the TensorFlow backend with ``--dry-run``, the same code path.
+The first two are written for a machine without TensorFlow (Keras on JAX);
+here they run on the TensorFlow backend with ``--dry-run``, the same code
+path.
 """
 
 import json
@@ -60,3 +62,21 @@ def test_fine_detail_sweep_and_report(tmp_path):
     table = _run(["benchmarks/fine_detail_report.py", str(out)], tmp_path).stdout
     assert table.count("\n| ") == 3 + 1  # header + one line per row
     assert "morphhr_detail_4S" in table
+
+
+@pytest.mark.slow
+def test_throughput_benchmark_measures_idle_and_three_models(tmp_path):
+    # benchmarks/throughput.py at tiny sizes: every row measured (no failed
+    # row), and the ratios it exists for printed, memory above idle included.
+    done = _run(
+        ["benchmarks/throughput.py", "--sizes", "64", "--base-size", "32",
+         "--batch", "2", "--steps", "1", "--width", "4", "--input-batches", "2"],
+        tmp_path,
+    )  # fmt: skip
+    out = done.stdout
+    assert "failed" not in out, out
+    for model in ("resnet18", "morphhr", "morphhr_plain"):
+        assert any(line.split()[:2] == [model, "64"] for line in out.splitlines()), out
+    assert "idle process: peak RSS" in out
+    assert "above idle x" in out
+    assert "recomputing the first front block" in out
