@@ -13,8 +13,9 @@ Every configuration runs in a fresh subprocess, so its peak resident memory
 (CPU: ``ru_maxrss``; GPU: ``tf.config.experimental.get_memory_info`` peak) is
 its own. On the CPU the ratios are also given above an idle process (one
 that imported TensorFlow and the package and ran one op, measured in the
-same run), i.e. of what the training itself adds. Training FLOPs are counted from the convolution and dense layers'
-shapes (forward multiply-adds x 2, x 3 for forward + backward).
+same run), i.e. of what the training itself adds. Training FLOPs are
+counted from the convolution and dense layers' shapes (forward
+multiply-adds x 2, x 3 for forward + backward).
 Prints a table and the ratios MorphHR / ResNet18 at each S.
 """
 

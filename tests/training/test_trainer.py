@@ -100,6 +100,15 @@ def _keras_weights(args):
     return model.get_weights()
 
 
+def _max_weight_difference(first, second) -> float:
+    """max |a - b| over two models' weight lists (0 for empty weights)."""
+    assert len(first) == len(second)
+    return max(
+        (float(np.max(np.abs(a - b))) for a, b in zip(first, second) if a.size),
+        default=0.0,
+    )
+
+
 @pytest.mark.slow
 def test_the_same_seed_trains_the_same_weights_twice(tiny_splits, tmp_path):
     """Two runs in one process from one seed: every weight equal (max |diff| == 0),
@@ -110,10 +119,7 @@ def test_the_same_seed_trains_the_same_weights_twice(tiny_splits, tmp_path):
         trainer.run_fn(args)
     first, second = (_keras_weights(args) for args in runs)
     assert len(first) == len(second)
-    diffs = [
-        float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in zip(first, second)
-    ]
-    assert max(diffs) == 0.0, max(diffs)
+    assert _max_weight_difference(first, second) == 0.0
     assert _summary(runs[0])["auc_final"] == _summary(runs[1])["auc_final"]
 
 
@@ -139,11 +145,7 @@ def test_recomputing_the_first_front_block_trains_the_same_weights(
     for args in runs:
         trainer.run_fn(args)
     with_view, without = (_keras_weights(args) for args in runs)
-    diffs = [
-        float(np.max(np.abs(a - b))) if a.size else 0.0
-        for a, b in zip(with_view, without, strict=True)
-    ]
-    assert max(diffs) == 0.0, max(diffs)
+    assert _max_weight_difference(with_view, without) == 0.0
     for args in runs:
         saved = keras.saving.load_model(
             trainer.keras_model_path(args.serving_model_dir)
