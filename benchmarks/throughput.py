@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
@@ -152,14 +153,11 @@ def input_pipeline_img_per_s(
     return batches * batch / (time.perf_counter() - start)
 
 
-def _synthetic_tfrecords(size: int) -> str:
-    """A small synthetic set ingested at `size` px, in a temp dir; its train glob."""
-    import tempfile
-
+def _synthetic_tfrecords(size: int, tmp: str) -> str:
+    """A small synthetic set ingested at `size` px under `tmp`; its train glob."""
     from morphhr_tf.data.ingest import run_ingest
     from morphhr_tf.synthetic.cbis_ddsm import generate
 
-    tmp = tempfile.mkdtemp(prefix="morphhr_throughput_")
     generate(os.path.join(tmp, "raw"), patients=6, seed=0, rows=1024)
     run_ingest(
         "cbis_ddsm", os.path.join(tmp, "raw"), os.path.join(tmp, "tfr"),
@@ -299,7 +297,12 @@ def print_ratios(sizes: list[int], by: dict, idle: dict | None) -> None:
 def print_input_pipeline(args: argparse.Namespace, rows: list[dict]) -> None:
     """The input pipeline's images/s at each S against the fastest model's."""
     print("\ninput pipeline (decode + area resize + augment) vs training consumption:")
-    tfrecords = args.tfrecords or _synthetic_tfrecords(max(args.sizes))
+    with tempfile.TemporaryDirectory(prefix="morphhr_throughput_") as tmp:
+        tfrecords = args.tfrecords or _synthetic_tfrecords(max(args.sizes), tmp)
+        _print_input_rates(args, rows, tfrecords)
+
+
+def _print_input_rates(args: argparse.Namespace, rows: list[dict], tfrecords: str):
     for size in args.sizes:
         supply = input_pipeline_img_per_s(
             tfrecords, size, args.batch, args.input_batches

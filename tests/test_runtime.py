@@ -76,6 +76,19 @@ def test_beam_args_name_the_offline_runner():
     assert "--direct_running_mode=multi_processing" in runtime.beam_pipeline_args(2)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tfx_beam_executors_package_nothing_for_the_local_workers(monkeypatch, workers):
+    # Each packaging leaves 52 MB in a temporary folder nobody removes.
+    from tfx.utils import dependency_utils
+
+    def refuse():
+        raise AssertionError("TFX built an ephemeral package of itself")
+
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package", refuse)
+    args = runtime.beam_pipeline_args(workers)
+    assert dependency_utils.make_beam_dependency_flags(args) == args
+
+
 def test_library_noise_is_hidden_unless_verbose(monkeypatch):
     import logging
     import warnings

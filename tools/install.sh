@@ -32,10 +32,19 @@ echo "Installing the locked environment into $VENV (Python $ver); takes about 2 
 start=$(date +%s)
 rm -f "$STAMP"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements.txt 2>&1 \
-  | grep -v "is ignored: it is neither a file nor a directory" || true
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 \
-  | grep -v "is ignored: it is neither a file nor a directory" || true
+# pip's own exit status, with one harmless warning of tfx's sdist filtered out.
+pip_install() {
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2>&1 \
+    | grep -v "is ignored: it is neither a file nor a directory"
+  return "${PIPESTATUS[0]}"
+}
+pip_failed() {
+  echo "pip failed (exit $1) installing $2 into $VENV; its output is above." >&2
+  echo "Free space there: $(df -Ph "$VENV" | awk 'NR==2 {print $4}') (the environment takes about 4 GB)." >&2
+  exit 1
+}
+pip_install --no-deps -r requirements.txt || pip_failed $? requirements.txt
+pip_install --no-deps --no-build-isolation -e . || pip_failed $? "the project (editable)"
 # Fail here, not in the middle of a test run, if the lock did not install.
 "$VENV/bin/python" -c "import tensorflow, tfx.v1, ml_metadata, tensorflow_model_analysis, pydicom, morphhr_tf" 2>/dev/null \
   || { echo "The environment in $VENV does not import; see the pip output above." >&2; exit 1; }
