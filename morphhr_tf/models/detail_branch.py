@@ -8,6 +8,10 @@ ReLU blocks, each followed by a 2x2 max-pool (at full resolution, /2 and /4),
 a 3x3 conv at /8 and a global max pool, then a dense layer whose logits are
 **added** to the trunk's logits before the final activation.
 
+The batch norms are :class:`~morphhr_tf.layers.LeanBatchNormalization`: at
+full resolution, Keras' layer would keep float32 copies of its input for the
+backward pass, larger than anything else in the model.
+
 The first conv sees every full-resolution pixel and the max-pool after it
 keeps a one-pixel speck's response, so pooling early loses no speck; the
 receptive field is 38 px (a whole cluster of specks, not only two neighbours)
@@ -41,6 +45,8 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from morphhr_tf.layers import LeanBatchNormalization
+
 #: Prefix of every layer :func:`add_detail_branch` adds.
 DETAIL_PREFIX = "morphhr_detail_"
 #: Initialisations that keep the branch's output exactly zero.
@@ -67,7 +73,7 @@ def _detector(x, channels: Sequence[int], prefix: str, seed: int | None = None):
 
     for i in range(3):  # at full resolution, /2 and /4
         x = conv(x, i)
-        x = L.BatchNormalization(name=f"{prefix}{i}_bn")(x)
+        x = LeanBatchNormalization(name=f"{prefix}{i}_bn")(x)
         x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
         x = L.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
     x = conv(x, 3, bias=True)

@@ -1,6 +1,6 @@
 """The model side (`layers`, `morph`, `models`) on the JAX backend, on the CPU:
-function preservation, the P-activation's gradient, the rematerialized view
-and a compiled training step. No TensorFlow is imported."""
+function preservation, the P-activation's and the lean batch norm's
+gradients, the rematerialized view and a compiled training step. No TensorFlow is imported."""
 
 import sys
 
@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from morphhr_tf.layers import PActivation
+from morphhr_tf.layers import LeanBatchNormalization, PActivation
 from morphhr_tf.models import build_morphhr, resnet18
 from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
 from morphhr_tf.models.rematerialize import rematerialized
@@ -82,6 +82,35 @@ def test_p_relu_gradient_equals_automatic_differentiation(alpha):
     want = jax.grad(formula, argnums=(0, 1))(x, a)
     np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want[0]), atol=1e-6)
     np.testing.assert_allclose(float(got[1]), float(want[1]), rtol=1e-5)
+
+
+def _batch_norm_step(cls, x, g):
+    """d(sum(y * g)) / d(x, gamma, beta) and the moving statistics after one
+    training call of a batch norm of class `cls`."""
+    layer = cls(momentum=0.9)
+    layer.build(x.shape)
+    layer.gamma.assign(np.linspace(0.5, 1.5, x.shape[-1]).astype("float32"))
+    trainable = [v.value for v in layer.trainable_variables]
+    non_trainable = [v.value for v in layer.non_trainable_variables]
+
+    def loss(x, trainable):
+        out, moved = layer.stateless_call(trainable, non_trainable, x, training=True)
+        return jnp.sum(out * g), moved
+
+    (_, moved), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        x, trainable
+    )
+    return [np.asarray(t) for t in (grads[0], *grads[1], *moved)]
+
+
+def test_lean_batch_norm_equals_keras_batch_norm():
+    rng = np.random.default_rng(4)
+    x = (2.0 + 3.0 * rng.standard_normal((4, 6, 5, 3))).astype("float32")
+    g = rng.standard_normal(x.shape).astype("float32")
+    want = _batch_norm_step(keras.layers.BatchNormalization, x, g)
+    got = _batch_norm_step(LeanBatchNormalization, x, g)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def _loss_and_gradients(model, trainable, non_trainable, x):

@@ -1,0 +1,120 @@
+"""Batch normalization whose training step keeps only its input for backward.
+
+Keras' ``BatchNormalization`` computes in float32 under a mixed-precision
+policy: it casts its input to float32, and automatic differentiation keeps
+float32 intermediates of the same size for the backward pass. At full
+resolution (the detail branch's first blocks: 896 x 896 x 16 per image) those
+are the largest tensors of the whole model. :class:`LeanBatchNormalization`
+computes the same function with the per-channel statistics and coefficients in
+float32 and the full-size arithmetic in the input's dtype, and writes out its
+gradient, so the backward pass keeps only the input.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def _channel_sum(t):
+    """Per-channel (last axis) float32 sum of `t`, without a full-size float32
+    copy: for rank >= 3 the second-to-last axis is summed first in `t`'s dtype
+    (the backends accumulate bfloat16 reductions in float32 and round each
+    partial sum once), then the partial sums in float32."""
+    axes = tuple(range(len(t.shape) - 1))
+    if len(t.shape) >= 3:
+        t = ops.sum(t, axis=-2)
+        axes = axes[:-1]
+    return ops.sum(ops.cast(t, "float32"), axis=axes)
+
+
+@keras.saving.register_keras_serializable(package="morphhr_tf")
+class LeanBatchNormalization(keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` with a lean training step.
+
+    In training mode (batch statistics), for the default channels-last layout
+    without renorm, synchronisation or mask, it normalizes as Keras does but:
+
+    - the batch mean and variance are float32 sums of partial sums taken in
+      the input's dtype, around a first mean rounded to that dtype (two
+      passes), so no full-size float32 tensor is made and their error scales
+      with the spread of the values, not with their mean;
+    - the output is ``(x - m) * scale + offset`` in the input's dtype, with
+      ``m`` the mean in that dtype and ``scale``, ``offset`` per-channel
+      coefficients computed in float32;
+    - its gradient is written out (the textbook batch-norm gradient), so the
+      backward pass keeps only ``x`` and per-channel vectors.
+
+    In float32 it agrees with Keras' layer to rounding; in bfloat16 to a few
+    units in the last place of the output. The moving statistics are updated
+    once per call, exactly as Keras does. Inference and every other case run
+    Keras' own code, unchanged.
+
+    Args:
+        **kwargs: those of ``keras.layers.BatchNormalization``.
+    """
+
+    def _lean_applies(self, inputs, mask) -> bool:
+        return (
+            mask is None
+            and not self.renorm
+            and not self.synchronized
+            and len(inputs.shape) >= 2
+            and self.axis in (-1, len(inputs.shape) - 1)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable and self._lean_applies(inputs, mask)):
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, self.compute_dtype)
+        dtype = x.dtype
+        count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
+
+        held = ops.stop_gradient(x)
+        # A first mean, in x's dtype; the sums around it are small, so the
+        # mean and variance are accurate to the spread, not to the mean.
+        shift = ops.cast(_channel_sum(held) / count, dtype)
+        centred = held - shift
+        delta = _channel_sum(centred) / count
+        mean = ops.cast(shift, "float32") + delta
+        variance = ops.maximum(
+            _channel_sum(centred * centred) / count - ops.square(delta), 0.0
+        )
+        momentum = self.momentum
+        self.moving_mean.assign(
+            ops.cast(self.moving_mean, "float32") * momentum + mean * (1.0 - momentum)
+        )
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, "float32") * momentum
+            + variance * (1.0 - momentum)
+        )
+
+        inv = ops.rsqrt(variance + self.epsilon)
+        channels = ops.shape(mean)
+        gamma = ops.cast(self.gamma, "float32") if self.scale else ops.ones(channels)
+        beta = ops.cast(self.beta, "float32") if self.center else ops.zeros(channels)
+
+        @ops.custom_gradient
+        def normalize(x, gamma, beta):
+            scale = gamma * inv
+            offset = beta - delta * scale
+            y = (x - shift) * ops.cast(scale, dtype) + ops.cast(offset, dtype)
+
+            def grad(*args, upstream=None):
+                # TensorFlow and JAX pass the upstream gradient positionally,
+                # PyTorch by keyword (see `keras.ops.custom_gradient`).
+                g = args[0] if upstream is None else upstream
+                g = ops.cast(g, dtype)
+                d = x - shift
+                d_beta = _channel_sum(g)
+                # sum(g * xhat), xhat = (d - delta) * inv.
+                d_gamma = inv * (_channel_sum(g * d) - delta * d_beta)
+                # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
+                k = scale * inv * d_gamma / count
+                c = scale * (delta * inv * d_gamma - d_beta) / count
+                dx = g * ops.cast(scale, dtype) - d * ops.cast(k, dtype)
+                return dx + ops.cast(c, dtype), d_gamma, d_beta
+
+            return y, grad
+
+        return normalize(x, gamma, beta)
