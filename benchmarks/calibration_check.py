@@ -20,10 +20,10 @@ import json
 import os
 import sys
 
-import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+import morphhr_tf.runtime  # noqa: E402, F401  (runtime policy before TensorFlow)
 
 
 def served_and_labels(model_dir: str, pattern: str, batch_size: int = 64):

@@ -29,10 +29,12 @@ import sys
 import tempfile
 import time
 
-import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
-
+# This tree's package, not an installed one: a copy of the repository measures
+# its own code.
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+
+import morphhr_tf.runtime  # noqa: E402, F401  (runtime policy before TensorFlow)
 
 
 def _build(args) -> tuple:
