@@ -13,8 +13,7 @@ Measures images per second, in one run, for
    steady state (first to last processed image, i.e. without start-up);
 4. CPU costs that do not depend on the machine's load: a worker's start-up
    imports with and without TensorFlow, and per image the tf.Example encode
-   (``tfrecord_codec`` against the ingest's TF-free encoder) and the gzip of
-   the TFRecord writer.
+   (``example_writer``, TensorFlow-free) and the gzip of the TFRecord writer.
 
 Usage::
 
@@ -104,16 +103,23 @@ def _import_cpu_seconds(modules):
 
 def bench_worker_costs(records, size):
     """CPU costs of a Beam worker (load-independent, unlike the wall times):
-    start-up imports with and without TensorFlow, and per image the encode
-    (``tfrecord_codec.encode_example``) and the gzip of the TFRecord writer
-    (zlib level 6, fixed by Beam)."""
+    start-up imports (what a worker imports, and that plus TensorFlow, which
+    workers imported until the writer did without it), and per image the
+    encode (``example_writer.encode_example``) and the gzip of the TFRecord
+    writer (zlib level 6, fixed by Beam)."""
     import zlib
 
     from morphhr_tf.data import MammogramPreprocessor
     from morphhr_tf.data.dicom_reader import open_mammogram
-    from morphhr_tf.data.tfrecord_codec import encode_example
+    from morphhr_tf.data.example_writer import encode_example
 
-    worker = ["apache_beam", "morphhr_tf.data.ingest_transform", "pydicom", "scipy"]
+    worker = [
+        "apache_beam",
+        "morphhr_tf.data.ingest_transform",
+        "morphhr_tf.data.example_writer",
+        "pydicom",
+        "scipy",
+    ]
     light = _import_cpu_seconds(worker)
     heavy = _import_cpu_seconds([*worker, "tensorflow"])
     pre = MammogramPreprocessor(image_size=size)
@@ -127,7 +133,7 @@ def bench_worker_costs(records, size):
     print(
         f"worker imports, CPU s             : {heavy:7.2f} with TensorFlow, {light:.2f} without"
     )
-    print(f"encode per image, CPU ms          : {tf_ms:7.1f} tfrecord_codec")
+    print(f"encode per image, CPU ms          : {tf_ms:7.1f} example_writer")
     print(f"gzip TFRecord per image, CPU ms   : {gzip_ms:7.1f}")
 
 

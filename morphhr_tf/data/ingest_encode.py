@@ -14,7 +14,7 @@
   (:class:`~morphhr_tf.data.preprocessing.MammogramPreprocessor`); the other
   radiographs (ChestX-ray14) keep their field of view and orientation and are
   only area-resized and quantized to 16 bits (``crop=False, orient=False``);
-- encodes with :func:`morphhr_tf.data.tfrecord_codec.encode_example`, with
+- encodes with :func:`morphhr_tf.data.example_writer.encode_example`, with
   the multi-hot ``labels`` of a multi-label record.
 
 A file or label problem goes to the ``rejects`` output with its one-line
@@ -146,7 +146,7 @@ class EncodeFn(beam.DoFn):
                 pass
 
     def _encode(self, pkey: str, record: ImageRecord) -> bytes:
-        from morphhr_tf.data.tfrecord_codec import encode_example
+        from morphhr_tf.data.example_writer import encode_example
 
         check_labels(record)
         image, meta = read_image(record.path, self.modalities, self.max_pixels)
