@@ -3,8 +3,9 @@
 Keras' ``BatchNormalization`` computes in float32 under a mixed-precision
 policy: it casts its input to float32, and automatic differentiation keeps
 float32 intermediates of the same size for the backward pass. At full
-resolution (the detail branch's first blocks: 896 x 896 x 16 per image) those
-are the largest tensors of the whole model. :class:`LeanBatchNormalization`
+resolution (the detail branch's first blocks: 896 x 896 x 16 per image;
+ResNet18's stem at 896 px: 448 x 448 x 64) those are the largest tensors of
+the whole model. :class:`LeanBatchNormalization`
 computes the same function with the per-channel statistics and coefficients in
 float32 and the full-size arithmetic in the input's dtype, and writes out its
 gradient, so the backward pass keeps only the input.

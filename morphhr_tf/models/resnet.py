@@ -2,7 +2,10 @@
 
 Layer names and padding follow keras-hub's `ResNetBackbone` (`conv1_conv`,
 `stack{i}_block{j}_{k}_conv`, ...) so that
-:func:`morphhr_tf.models.import_keras_hub_resnet` can copy its weights.
+:func:`morphhr_tf.models.import_keras_hub_resnet` can copy its weights. Its batch norms are
+:class:`~morphhr_tf.layers.LeanBatchNormalization` (Keras' function; the
+training step keeps only each norm's input, which at 896 px saves about 30 %
+of ResNet18's training memory).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+
+from morphhr_tf.layers import LeanBatchNormalization
 
 L = keras.layers
 
@@ -38,7 +43,7 @@ def apply_basic_block(
         shortcut = L.Conv2D(
             filters, 1, strides=stride, use_bias=False, name=f"{name}_0_conv"
         )(x)
-        shortcut = L.BatchNormalization(**_BN, name=f"{name}_0_bn")(shortcut)
+        shortcut = LeanBatchNormalization(**_BN, name=f"{name}_0_bn")(shortcut)
     if stride > 1:
         x = L.ZeroPadding2D(1, name=f"{name}_1_pad")(x)
     x = L.Conv2D(
@@ -49,10 +54,10 @@ def apply_basic_block(
         use_bias=False,
         name=f"{name}_1_conv",
     )(x)
-    x = L.BatchNormalization(**_BN, name=f"{name}_1_bn")(x)
+    x = LeanBatchNormalization(**_BN, name=f"{name}_1_bn")(x)
     x = L.Activation("relu", name=f"{name}_1_relu")(x)
     x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_2_conv")(x)
-    x = L.BatchNormalization(**_BN, name=f"{name}_2_bn")(x)
+    x = LeanBatchNormalization(**_BN, name=f"{name}_2_bn")(x)
     x = L.Add(name=f"{name}_add")([shortcut, x])
     return L.Activation("relu", name=f"{name}_out")(x)
 
@@ -122,7 +127,7 @@ def resnet(
     inputs = keras.Input(shape=input_shape, name="image")
     x = L.ZeroPadding2D(3, name="conv1_pad")(inputs)
     x = L.Conv2D(stage_filters[0], 7, strides=2, use_bias=False, name="conv1_conv")(x)
-    x = L.BatchNormalization(**_BN, name="conv1_bn")(x)
+    x = LeanBatchNormalization(**_BN, name="conv1_bn")(x)
     x = L.Activation("relu", name="conv1_relu")(x)
     x = L.ZeroPadding2D(1, name="pool1_pad")(x)
     x = L.MaxPooling2D(3, strides=2, name="pool1_pool")(x)

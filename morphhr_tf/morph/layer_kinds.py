@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import keras
 
-from morphhr_tf.layers import PActivation
+from morphhr_tf.layers import LeanBatchNormalization, PActivation
 from morphhr_tf.morph.graph import application_layer_types, elementwise_op_types
 
 L = keras.layers
@@ -27,6 +27,7 @@ LINEAR = (L.Dense, L.Conv2D, L.SeparableConv2D)
 #: Layers that act on every channel separately (per-channel weights at most).
 CHANNELWISE = (
     L.BatchNormalization,
+    LeanBatchNormalization,
     L.Activation,
     L.ReLU,
     L.LeakyReLU,
