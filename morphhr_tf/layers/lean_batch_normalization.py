@@ -47,7 +47,8 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
       backward pass keeps only ``x`` and per-channel vectors.
 
     In float32 it agrees with Keras' layer to rounding; in bfloat16 to a few
-    units in the last place of the output. The moving statistics are updated
+    units in the last place of the output. Under a float16 policy it runs
+    Keras' code (float16 partial sums could overflow). The moving statistics are updated
     once per call, exactly as Keras does. Inference and every other case run
     Keras' own code, unchanged.
 
@@ -56,8 +57,11 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def _lean_applies(self, inputs, mask) -> bool:
+        # float16's range would overflow the partial sums (bfloat16 has
+        # float32's exponent range): Keras' float32 code runs for it.
         return (
-            mask is None
+            self.compute_dtype != "float16"
+            and mask is None
             and not self.renorm
             and not self.synchronized
             and len(inputs.shape) >= 2

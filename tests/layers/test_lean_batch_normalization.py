@@ -104,6 +104,16 @@ def test_other_layouts_run_keras_own_code(kwargs, shape):
         np.testing.assert_array_equal(u, v)
 
 
+def test_float16_runs_keras_own_code():
+    # Values whose per-row sums overflow float16 (max 65504).
+    x, g = _inputs(300.0, 50.0)
+    a = _training_step(keras.layers.BatchNormalization, x, g, "mixed_float16")
+    b = _training_step(LeanBatchNormalization, x, g, "mixed_float16")
+    for u, v in zip(a, b):
+        assert np.all(np.isfinite(v))
+        np.testing.assert_array_equal(u, v)
+
+
 def test_a_masked_call_runs_keras_own_code():
     x, _ = _inputs(1.0, 2.0, (2, 7, 3))
     mask = np.arange(7)[None, :].repeat(2, axis=0) < np.array([[4], [7]])
