@@ -5,10 +5,10 @@ policy: it casts its input to float32, and automatic differentiation keeps
 float32 intermediates of the same size for the backward pass. At full
 resolution (the detail branch's first blocks: 896 x 896 x 16 per image;
 ResNet18's stem at 896 px: 448 x 448 x 64) those are the largest tensors of
-the whole model. :class:`LeanBatchNormalization`
-computes the same function with the per-channel statistics and coefficients in
-float32 and the full-size arithmetic in the input's dtype, and writes out its
-gradient, so the backward pass keeps only the input.
+the whole model. :class:`LeanBatchNormalization` computes the same function
+with the per-channel statistics and coefficients in float32 and the full-size
+arithmetic in the input's dtype, and writes out its gradient, so the backward
+pass keeps only the input.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
       backward pass keeps only ``x`` and per-channel vectors.
 
     In float32 it agrees with Keras' layer to rounding; in bfloat16 to a few
-    units in the last place of the output. Under a float16 policy it runs
-    Keras' code (float16 partial sums could overflow). The moving statistics are updated
-    once per call, exactly as Keras does. Inference and every other case run
-    Keras' own code, unchanged.
+    units in the last place of the output. The moving statistics are updated
+    once per call, exactly as Keras does. Inference, a float16 policy (whose
+    partial sums could overflow) and every other case run Keras' own code,
+    unchanged.
 
     Args:
         **kwargs: those of ``keras.layers.BatchNormalization``.

@@ -2,10 +2,10 @@
 
 Layer names and padding follow keras-hub's `ResNetBackbone` (`conv1_conv`,
 `stack{i}_block{j}_{k}_conv`, ...) so that
-:func:`morphhr_tf.models.import_keras_hub_resnet` can copy its weights. Its batch norms are
-:class:`~morphhr_tf.layers.LeanBatchNormalization` (Keras' function; the
-training step keeps only each norm's input, which at 896 px saves about 30 %
-of ResNet18's training memory).
+:func:`morphhr_tf.models.import_keras_hub_resnet` can copy its weights. Its
+batch norms are :class:`~morphhr_tf.layers.LeanBatchNormalization` (Keras'
+function; the training step keeps only each norm's input, which at 896 px
+saves about 30 % of ResNet18's training memory).
 """
 
 from __future__ import annotations
