@@ -23,7 +23,9 @@ package:
   call into the compiled function: less host-side Python per step);
 - ``jit``: ``model.compile(..., jit_compile=True)`` (XLA fuses the small ops);
 - ``remat=0``: stage 2 fits MorphHR itself, not the view that recomputes the
-  front's first block (``rematerialize_front=False``);
+  front (``rematerialize_front=False``);
+- ``chunks=K``: the view recomputes the front in K slices of the batch
+  (``front_recompute_chunks``; 1: the first front block, whole batch);
 - ``replicas=N``: the CPU split into N logical devices and
   ``strategy="mirrored"`` (data parallel: N model replicas run at once, each
   on ``batch_size / N`` images);
@@ -70,11 +72,13 @@ def parse_variant(text: str) -> dict:
             out["replicas"] = int(value)
         elif key == "remat" and value in ("0", "1"):
             out["remat"] = value == "1"
+        elif key == "chunks" and value.isdigit() and int(value) > 0:
+            out["chunks"] = int(value)
         elif key == "threads" and len(value.split(",")) == 2:
             out["threads"] = tuple(int(v) for v in value.split(","))
         else:
             raise ValueError(
-                "variant parts are baseline, jit, spe=K, replicas=N, remat=0|1 or "
+                "variant parts are baseline, jit, spe=K, replicas=N, remat=0|1, chunks=K or "
                 "threads=I,J. "
                 f"Received: {part!r}"
             )
@@ -144,6 +148,9 @@ def run_variant(data: str, steps: int, variant: dict) -> dict:
         base_steps=steps,
         epochs=1,
         rematerialize_front=variant.get("remat", True),
+        **(
+            {"front_recompute_chunks": variant["chunks"]} if "chunks" in variant else {}
+        ),
     )
     proc, figures = psutil.Process(), []
     fit = stages.fit

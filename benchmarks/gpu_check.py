@@ -58,8 +58,7 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
 
     import morphhr_tf  # noqa: F401
     from morphhr_tf.models import build_morphhr, resnet18
-    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
-    from morphhr_tf.models.rematerialize import rematerialized
+    from morphhr_tf.models.rematerialize import DEFAULT_FRONT_CHUNKS, recompute_front
 
     keras.config.set_dtype_policy(args.precision)
     keras.utils.set_random_seed(0)
@@ -73,7 +72,7 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
         )
     fitted = model
     if model_kind == "morphhr":
-        fitted = rematerialized(model, FIRST_FRONT_BLOCK_END)
+        fitted = recompute_front(model, args.front_chunks or DEFAULT_FRONT_CHUNKS)
     fitted.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
@@ -103,6 +102,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--precision", default="mixed_bfloat16")
+    p.add_argument(
+        "--front-chunks", type=int, default=None,
+        help="slices of the batch MorphHR's front is recomputed in (default: "
+        "the trainer's; 1: the first front block, whole batch)",
+    )  # fmt: skip
     p.add_argument(
         "--detail-branch",
         default="antithetic",

@@ -3,12 +3,14 @@ S x S against MorphHR at S x S (a thin full-resolution front on a 224 base),
 measured in one run, plus achieved GFLOP/s against a measured matmul peak.
 
     python benchmarks/throughput.py [--sizes 224 448 896] [--batch 4] [--steps 3]
-        [--detail-branch antithetic]
+        [--detail-branch antithetic] [--front-chunks 4]
 
 Three models at each S: ResNet18; MorphHR trained as the trainer's stage 2
-trains it, through the view that recomputes the front's first block in the
-backward pass (``morphhr_tf.models.rematerialize``); and ``morphhr_plain``,
-the same MorphHR fitted itself, keeping every activation.
+trains it, through the view that recomputes the front in the backward pass
+(``morphhr_tf.models.rematerialize.recompute_front``: the whole front in
+``--front-chunks`` slices of the batch, or with 1 the first block for the
+whole batch); and ``morphhr_plain``, the same MorphHR fitted itself, keeping
+every activation.
 Every configuration runs in a fresh subprocess, so its peak resident memory
 (CPU: ``ru_maxrss``; GPU: ``tf.config.experimental.get_memory_info`` peak) is
 its own. On the CPU the ratios are also given above an idle process (one
@@ -51,10 +53,9 @@ def _build(args) -> tuple:
     model = build_morphhr(base, size, detail_branch=branch)
     if args.model == "morphhr_plain":
         return model, model
-    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
-    from morphhr_tf.models.rematerialize import rematerialized
+    from morphhr_tf.models.rematerialize import recompute_front
 
-    return model, rematerialized(model, FIRST_FRONT_BLOCK_END)
+    return model, recompute_front(model, args.front_chunks)
 
 
 def _peak_memory_mb() -> tuple[float, str]:
@@ -190,6 +191,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="compile with XLA (jit_compile=True); the trainer does not on a CPU",
     )
     p.add_argument(
+        "--front-chunks",
+        type=int,
+        default=None,
+        help="slices of the batch the view recomputes the front in "
+        "(default: the trainer's, morphhr_tf.models.rematerialize."
+        "DEFAULT_FRONT_CHUNKS; 1: the first front block, whole batch)",
+    )
+    p.add_argument(
         "--detail-branch",
         default="none",
         choices=("none", "zeros", "antithetic"),
@@ -208,6 +217,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.precision == "auto":
         args.precision = _auto_precision()
+    if args.front_chunks is None:
+        from morphhr_tf.models.rematerialize import DEFAULT_FRONT_CHUNKS
+
+        args.front_chunks = DEFAULT_FRONT_CHUNKS
     return args
 
 
@@ -222,6 +235,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         "--channels", str(args.channels), "--precision", args.precision,
         *(["--jit"] if args.jit else []),
         "--detail-branch", args.detail_branch,
+        "--front-chunks", str(args.front_chunks),
     ]  # fmt: skip
     what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
     print(f"measuring {what} ...", file=sys.stderr, flush=True)
@@ -240,7 +254,8 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
     print(
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
         f"channels={args.channels} base={args.base_size} steps={args.steps} "
-        f"detail_branch={args.detail_branch} jit_compile={args.jit}; "
+        f"detail_branch={args.detail_branch} front_chunks={args.front_chunks} "
+        f"jit_compile={args.jit}; "
         f"matmul peak {peak:.1f} GFLOP/s"
     )
     header = f"{'model':<14} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"

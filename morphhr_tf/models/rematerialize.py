@@ -7,7 +7,10 @@ returns a model that computes the same function with the same layers (so the
 same variables: training the view trains the model) but keeps only the input
 of a leading segment of the graph and recomputes the segment when the
 backward pass reaches it (`keras.remat`: `tf.recompute_grad` on TensorFlow,
-`jax.checkpoint` on JAX).
+`jax.checkpoint` on JAX), for the whole batch at once or one slice of the
+batch at a time (:func:`~morphhr_tf.models.chunked_remat.chunked_remat`).
+:func:`recompute_front` is the view of a MorphHR model that the trainer's
+stage 2 fits.
 
 The view is for training only; save, export and evaluate the model itself.
 """
@@ -16,27 +19,36 @@ from __future__ import annotations
 
 import keras
 
+from morphhr_tf.models.chunked_remat import check_chunks, chunked_remat
+from morphhr_tf.models.morphhr import DOWNSAMPLER_NAME, FIRST_FRONT_BLOCK_END
 from morphhr_tf.morph.graph import Call, Graph, input_name, new_inputs
+
+#: Slices of the batch :func:`recompute_front` recomputes the front in.
+DEFAULT_FRONT_CHUNKS = 4
 
 
 @keras.saving.register_keras_serializable(package="morphhr_tf")
 class Rematerialized(keras.layers.Layer):
-    """Calls `inner` (a functional model) under `keras.remat`.
+    """Calls `inner` (a functional model) under `keras.remat`, or
+    :func:`~morphhr_tf.models.chunked_remat.chunked_remat` with `chunks > 1`.
 
     Args:
         inner: the model whose activations are recomputed, not kept.
+        chunks: slices of the batch the recomputation runs on, one at a
+            time (1: the whole batch at once).
         **kwargs: base layer keyword arguments, such as `name`.
     """
 
-    def __init__(self, inner: keras.Model, **kwargs):
+    def __init__(self, inner: keras.Model, chunks: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.inner = inner
+        self.chunks = check_chunks(chunks)
 
     def call(self, inputs, training=None):
         def forward(*tensors):
             return self.inner(list(tensors), training=training)
 
-        return keras.remat(forward)(*inputs)
+        return chunked_remat(forward, self.chunks)(*inputs)
 
     def compute_output_spec(self, inputs, training=None):
         return self.inner.compute_output_spec(list(inputs))
@@ -44,6 +56,7 @@ class Rematerialized(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["inner"] = keras.saving.serialize_keras_object(self.inner)
+        config["chunks"] = self.chunks
         return config
 
     @classmethod
@@ -82,7 +95,9 @@ def _apply(call: Call, tensors: dict) -> None:
         tensors[id(old)] = new
 
 
-def rematerialized(model: keras.Model, segment_end: str) -> keras.Model:
+def rematerialized(
+    model: keras.Model, segment_end: str, chunks: int = 1
+) -> keras.Model:
     """The same function as `model`, recomputing its inputs-to-`segment_end` part.
 
     The segment is the layer `segment_end` and every layer its output
@@ -90,10 +105,20 @@ def rematerialized(model: keras.Model, segment_end: str) -> keras.Model:
     output are kept, and its inner activations are recomputed. The cost is
     one more forward pass of the segment per step.
 
+    With `chunks == 1` the recomputation runs on the whole batch at once and
+    the gradients are bit for bit the model's; its peak memory is then that
+    of the segment's activations for the whole batch, only later in the
+    step. With `chunks > 1` it runs on that many slices of the batch in turn,
+    so one slice's activations are alive at a time; the segment must then
+    treat samples independently (its layers are checked for batch
+    statistics, as below) and the weight gradients equal the model's up to
+    the order of their sums.
+
     Args:
         model: a flat functional model, each layer called once (left
             untouched: the view calls its layers as shared layers).
         segment_end: the name of the segment's last layer (one output).
+        chunks: slices of the batch the segment is recomputed in.
 
     Returns:
         A `keras.Model` with the same inputs (names, shapes, dtypes) and
@@ -149,7 +174,7 @@ def rematerialized(model: keras.Model, segment_end: str) -> keras.Model:
     inputs = new_inputs(model)
     tensors = {id(old): new for old, new in zip(model.inputs, inputs)}
     tensors[id(end.outputs[0])] = Rematerialized(
-        head, name=f"rematerialized_{segment_end}"
+        head, chunks=chunks, name=f"rematerialized_{segment_end}"
     )(inputs)
     for call in rest:
         _apply(call, tensors)
@@ -161,3 +186,29 @@ def rematerialized(model: keras.Model, segment_end: str) -> keras.Model:
         outputs,
         name=f"{model.name}_rematerialized",
     )
+
+
+def recompute_front(
+    model: keras.Model, chunks: int = DEFAULT_FRONT_CHUNKS
+) -> keras.Model:
+    """The view of a MorphHR model (:func:`~morphhr_tf.models.build_morphhr`)
+    that the trainer's stage 2 fits.
+
+    With `chunks > 1` the whole front and the downsampler (up to
+    `morphhr_downsample`) are recomputed, `chunks` slices of the batch in
+    turn: no full-resolution activation of the front is kept for the whole
+    batch. With `chunks == 1` only the first front block is recomputed, for
+    the whole batch at once (recomputing the whole front at once would hold
+    all of it again), and the gradients are bit for bit the model's.
+
+    Args:
+        model: a flat MorphHR model with at least one front block and no
+            front batch norm (its moving statistics cannot be recomputed).
+        chunks: slices of the batch (default :data:`DEFAULT_FRONT_CHUNKS`).
+
+    Returns:
+        :func:`rematerialized`'s view.
+    """
+    if check_chunks(chunks) == 1:
+        return rematerialized(model, FIRST_FRONT_BLOCK_END)
+    return rematerialized(model, DOWNSAMPLER_NAME, chunks=chunks)

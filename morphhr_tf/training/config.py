@@ -12,11 +12,16 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   MorphHR's full-resolution, max-pooled detail branch and its exact
   initialisation (:mod:`morphhr_tf.models.detail_branch`). Without it MorphHR
   does not learn structures a pixel or two wide (``docs/results.md``).
-- ``rematerialize_front``: stage 2 recomputes the front's first block (its
-  full-resolution conv and P-activation) in the backward pass instead of
-  keeping its output (:mod:`morphhr_tf.models.rematerialize`): the same
-  function and gradients, less memory for a little more compute
-  (``docs/performance.md``). Default true.
+- ``rematerialize_front``: stage 2 recomputes the front in the backward pass
+  instead of keeping its full-resolution activations
+  (:func:`morphhr_tf.models.rematerialize.recompute_front`): the same
+  function, less memory for a little more compute (``docs/performance.md``).
+  Default true.
+- ``front_recompute_chunks``: slices of the batch the front is recomputed
+  in, one at a time (default 4): the whole front and the downsampler, with
+  gradients equal to the model's up to the order of their sums. 1 recomputes
+  only the first front block, for the whole batch at once, with gradients
+  bit for bit the model's.
 - ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
   ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
   ``train_args.num_steps``.
@@ -137,6 +142,7 @@ class TrainingConfig:
     front_blocks: int = 2
     detail_branch: str = "antithetic"
     rematerialize_front: bool = True
+    front_recompute_chunks: int = 4
     base_steps: int = 600
     epochs: int = 3
     batch_size: int = 16
@@ -178,8 +184,12 @@ class TrainingConfig:
                     f"{name} must be one of {allowed}. Received: {name}={value!r}"
                 )
         check_positive_ints(
-            self, ("base_resolution", "resolution", "width", "batch_size", "epochs")
-        )
+            self,
+            (
+                "base_resolution", "resolution", "width", "batch_size", "epochs",
+                "front_recompute_chunks",
+            ),
+        )  # fmt: skip
         if self.model == "morphhr" and self.resolution % self.base_resolution:
             raise ValueError(
                 "resolution must be an integer multiple of base_resolution. "

@@ -276,21 +276,28 @@ def _training_view(
 ) -> keras.Model:
     """What stage 2 fits: ``model``, or a view of it (same layers and
     variables, built under ``strategy`` as the model was) that recomputes
-    the first front block in the backward pass."""
-    from morphhr_tf.models.morphhr import FIRST_FRONT_BLOCK_END
-    from morphhr_tf.models.rematerialize import rematerialized
+    the front in the backward pass (:func:`recompute_front`)."""
+    from morphhr_tf.models.rematerialize import recompute_front
 
     if not config.rematerialize_front:
         return model
     if config.front_blocks == 0:
         _log("rematerialize_front: the front has no block; nothing to recompute")
         return model
-    _log(
-        f"stage 2 recomputes the front's first block (up to {FIRST_FRONT_BLOCK_END}) "
-        "in the backward pass instead of keeping its full-resolution output"
-    )
+    chunks = config.front_recompute_chunks
+    if chunks == 1:
+        _log(
+            "stage 2 recomputes the front's first block in the backward pass "
+            "instead of keeping its full-resolution output"
+        )
+    else:
+        _log(
+            "stage 2 recomputes the front and the downsampler in the backward "
+            f"pass, {chunks} slices of the batch in turn, instead of keeping "
+            "their full-resolution activations"
+        )
     with strategy.scope():
-        return rematerialized(model, FIRST_FRONT_BLOCK_END)
+        return recompute_front(model, chunks)
 
 
 def train_morphhr(

@@ -123,29 +123,37 @@ def test_the_same_seed_trains_the_same_weights_twice(tiny_splits, tmp_path):
 
 
 @pytest.mark.slow
-def test_recomputing_the_first_front_block_trains_the_same_weights(
-    tiny_splits, tmp_path
-):
-    """Stage 2 fitted through the rematerialized view or the model itself:
-    every weight equal (max |diff| == 0), and the saved Keras model keeps
-    its optimizer and its state either way."""
+def test_recomputing_the_front_trains_the_same_weights(tiny_splits, tmp_path):
+    """Stage 2 fitted through the rematerialized views or the model itself.
+    The first front block recomputed for the whole batch
+    (``front_recompute_chunks=1``): every weight equal (max |diff| == 0).
+    The whole front recomputed in 4 slices of the batch (the default):
+    every weight within 1e-5 of the plain run's after 3 steps (the weight
+    gradients are summed in another order). In float32: under bfloat16 each
+    slice's weight gradient is rounded to 8 bits before the sum, as the whole
+    batch's is once, and Adam's first steps (about the sign of each
+    gradient) turn that rounding into differences of up to the learning
+    rate. The saved Keras model keeps its optimizer and its state either
+    way."""
     import keras
 
-    config = dict(TINY, model="morphhr", base_steps=2, seed=5)
-    runs = [
-        FnArgs(
-            tiny_splits,
-            str(tmp_path / str(remat)),
-            dict(config, rematerialize_front=remat),
-            steps=3,
-        )  # fmt: skip
-        for remat in (True, False)
-    ]
-    for args in runs:
+    config = dict(TINY, model="morphhr", base_steps=2, seed=5, precision="float32")
+    variants = {
+        "plain": dict(rematerialize_front=False),
+        "first_block": dict(front_recompute_chunks=1),
+        "sliced": {},
+    }
+    runs = {
+        name: FnArgs(tiny_splits, str(tmp_path / name), dict(config, **extra), steps=3)
+        for name, extra in variants.items()
+    }
+    for args in runs.values():
         trainer.run_fn(args)
-    with_view, without = (_keras_weights(args) for args in runs)
-    assert _max_weight_difference(with_view, without) == 0.0
-    for args in runs:
+    weights = {name: _keras_weights(args) for name, args in runs.items()}
+    assert _max_weight_difference(weights["first_block"], weights["plain"]) == 0.0
+    sliced = _max_weight_difference(weights["sliced"], weights["plain"])
+    assert 0.0 <= sliced < 1e-5, sliced
+    for args in runs.values():
         saved = keras.saving.load_model(
             trainer.keras_model_path(args.serving_model_dir)
         )
