@@ -300,7 +300,7 @@ def print_ratios(sizes: list[int], by: dict, idle: dict | None) -> None:
     for title, kinds in (
         ("MorphHR / ResNet18 at the same S", ("morphhr", "resnet18")),
         (
-            "recomputing the first front block (morphhr / morphhr_plain)",
+            "the recomputing view (morphhr / morphhr_plain)",
             ("morphhr", "morphhr_plain"),
         ),
     ):
