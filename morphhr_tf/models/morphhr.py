@@ -20,8 +20,9 @@ from morphhr_tf.morph.graph import Graph, copy_weights, input_name, replay
 MORPHHR_PREFIX = "morphhr_"
 #: Prefix of the full-resolution front layers (`morphhr_front_{i}_conv`, ...).
 FRONT_PREFIX = "morphhr_front_"
-#: The first front block's last layer: the end of the segment a trainer
-#: recomputes in the backward pass (:mod:`morphhr_tf.models.rematerialize`).
+#: The first front block's last layer: the end of the segment recomputed for
+#: the whole batch at once (:func:`morphhr_tf.models.rematerialize.recompute_front`
+#: with one slice; with several it ends at :data:`DOWNSAMPLER_NAME`).
 FIRST_FRONT_BLOCK_END = f"{FRONT_PREFIX}0_act"
 #: Name of the learnable stride-k downsampling conv.
 DOWNSAMPLER_NAME = "morphhr_downsample"
