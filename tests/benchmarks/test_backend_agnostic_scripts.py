@@ -79,4 +79,4 @@ def test_throughput_benchmark_measures_idle_and_three_models(tmp_path):
         assert any(line.split()[:2] == [model, "64"] for line in out.splitlines()), out
     assert "idle process: peak RSS" in out
     assert "above idle x" in out
-    assert "recomputing the first front block" in out
+    assert "the recomputing view" in out
