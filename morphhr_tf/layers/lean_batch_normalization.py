@@ -13,11 +13,13 @@ pass keeps only the input.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import keras
 from keras import ops
 
 
-def _channel_sum(t):
+def channel_sum(t):
     """Per-channel (last axis) float32 sum of `t`, without a full-size float32
     copy: for rank >= 3 the second-to-last axis is summed first in `t`'s dtype
     (the backends accumulate bfloat16 reductions in float32 and round each
@@ -72,19 +74,30 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
         if not (training and self.trainable and self._lean_applies(inputs, mask)):
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, self.compute_dtype)
-        dtype = x.dtype
-        count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
+        moments = batch_moments(x, self.epsilon)
+        self.update_moving_statistics(moments.mean, moments.variance)
+        gamma, beta = self.coefficients()
 
-        held = ops.stop_gradient(x)
-        # A first mean, in x's dtype; the sums around it are small, so the
-        # mean and variance are accurate to the spread, not to the mean.
-        shift = ops.cast(_channel_sum(held) / count, dtype)
-        centred = held - shift
-        delta = _channel_sum(centred) / count
-        mean = ops.cast(shift, "float32") + delta
-        variance = ops.maximum(
-            _channel_sum(centred * centred) / count - ops.square(delta), 0.0
-        )
+        @ops.custom_gradient
+        def normalize(x, gamma, beta):
+            y = normalized(x, gamma, beta, moments)
+
+            def grad(*args, upstream=None):
+                # TensorFlow and JAX pass the upstream gradient positionally,
+                # PyTorch by keyword (see `keras.ops.custom_gradient`).
+                g = args[0] if upstream is None else upstream
+                sums = gradient_sums(g, x, moments)
+                d_gamma, d_beta = parameter_gradients(sums, moments)
+                dx = input_gradient(g, x, gamma, moments, d_gamma, d_beta)
+                return dx, d_gamma, d_beta
+
+            return y, grad
+
+        return normalize(x, gamma, beta)
+
+    def update_moving_statistics(self, mean, variance) -> None:
+        """Moves the moving mean and variance towards a batch's (once per
+        training call, as Keras' layer does)."""
         momentum = self.momentum
         self.moving_mean.assign(
             ops.cast(self.moving_mean, "float32") * momentum + mean * (1.0 - momentum)
@@ -94,32 +107,82 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
             + variance * (1.0 - momentum)
         )
 
-        inv = ops.rsqrt(variance + self.epsilon)
-        channels = ops.shape(mean)
+    def coefficients(self):
+        """`(gamma, beta)` as float32 vectors (ones / zeros when the layer
+        has no scale / no center)."""
+        channels = ops.shape(self.moving_mean)
         gamma = ops.cast(self.gamma, "float32") if self.scale else ops.ones(channels)
         beta = ops.cast(self.beta, "float32") if self.center else ops.zeros(channels)
+        return gamma, beta
 
-        @ops.custom_gradient
-        def normalize(x, gamma, beta):
-            scale = gamma * inv
-            offset = beta - delta * scale
-            y = (x - shift) * ops.cast(scale, dtype) + ops.cast(offset, dtype)
 
-            def grad(*args, upstream=None):
-                # TensorFlow and JAX pass the upstream gradient positionally,
-                # PyTorch by keyword (see `keras.ops.custom_gradient`).
-                g = args[0] if upstream is None else upstream
-                g = ops.cast(g, dtype)
-                d = x - shift
-                d_beta = _channel_sum(g)
-                # sum(g * xhat), xhat = (d - delta) * inv.
-                d_gamma = inv * (_channel_sum(g * d) - delta * d_beta)
-                # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
-                k = scale * inv * d_gamma / count
-                c = scale * (delta * inv * d_gamma - d_beta) / count
-                dx = g * ops.cast(scale, dtype) - d * ops.cast(k, dtype)
-                return dx + ops.cast(c, dtype), d_gamma, d_beta
+class BatchMoments(NamedTuple):
+    """A batch's per-channel statistics, as :func:`batch_moments` takes them.
 
-            return y, grad
+    ``shift``: a first mean in the input's dtype; ``delta``: the float32
+    mean of ``x - shift``; ``mean``, ``variance``: float32; ``inv``:
+    ``rsqrt(variance + epsilon)``; ``count``: values per channel (float32).
+    """
 
-        return normalize(x, gamma, beta)
+    shift: Any
+    delta: Any
+    mean: Any
+    variance: Any
+    inv: Any
+    count: Any
+
+
+def batch_moments(x, epsilon: float) -> BatchMoments:
+    """Per-channel (last axis) statistics of `x`, in two passes around a first
+    mean rounded to `x`'s dtype, with sums of partial sums (no full-size
+    float32 tensor); no gradient flows through them."""
+    held = ops.stop_gradient(x)
+    count = ops.cast(ops.size(held) // ops.shape(held)[-1], "float32")
+    # A first mean, in x's dtype; the sums around it are small, so the
+    # mean and variance are accurate to the spread, not to the mean.
+    shift = ops.cast(channel_sum(held) / count, held.dtype)
+    centred = held - shift
+    delta = channel_sum(centred) / count
+    variance = ops.maximum(
+        channel_sum(centred * centred) / count - ops.square(delta), 0.0
+    )
+    mean = ops.cast(shift, "float32") + delta
+    return BatchMoments(
+        shift, delta, mean, variance, ops.rsqrt(variance + epsilon), count
+    )
+
+
+def normalized(x, gamma, beta, moments: BatchMoments):
+    """``(x - shift) * scale + offset`` in `x`'s dtype: batch norm's output."""
+    scale = gamma * moments.inv
+    offset = beta - moments.delta * scale
+    dtype = x.dtype
+    return (x - moments.shift) * ops.cast(scale, dtype) + ops.cast(offset, dtype)
+
+
+def gradient_sums(g, x, moments: BatchMoments):
+    """``(sum(g), sum(g * (x - shift)))`` per channel, float32: the batch-wide
+    sums the input gradient needs (add them up over slices of a batch)."""
+    g = ops.cast(g, x.dtype)
+    return channel_sum(g), channel_sum(g * (x - moments.shift))
+
+
+def parameter_gradients(sums, moments: BatchMoments):
+    """``(d_gamma, d_beta)`` from :func:`gradient_sums` over the whole batch."""
+    d_beta, g_d = sums
+    # sum(g * xhat), xhat = (d - delta) * inv.
+    return moments.inv * (g_d - moments.delta * d_beta), d_beta
+
+
+def input_gradient(g, x, gamma, moments: BatchMoments, d_gamma, d_beta):
+    """The gradient with respect to `x` (any slice of the batch, given the
+    whole batch's `d_gamma`, `d_beta`), in `x`'s dtype."""
+    dtype = x.dtype
+    g = ops.cast(g, dtype)
+    scale = gamma * moments.inv
+    count, delta, inv = moments.count, moments.delta, moments.inv
+    # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
+    k = scale * inv * d_gamma / count
+    c = scale * (delta * inv * d_gamma - d_beta) / count
+    dx = g * ops.cast(scale, dtype) - (x - moments.shift) * ops.cast(k, dtype)
+    return dx + ops.cast(c, dtype)

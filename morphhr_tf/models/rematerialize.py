@@ -20,7 +20,9 @@ from __future__ import annotations
 import keras
 
 from morphhr_tf.models.chunked_remat import check_chunks, chunked_remat
+from morphhr_tf.models.detail_branch import DETAIL_PREFIX
 from morphhr_tf.models.morphhr import DOWNSAMPLER_NAME, FIRST_FRONT_BLOCK_END
+from morphhr_tf.models.sliced_norm_block import SlicedNormBlock, check_block
 from morphhr_tf.morph.graph import Call, Graph, input_name, new_inputs
 
 #: Slices of the batch :func:`recompute_front` recomputes the front in.
@@ -188,6 +190,66 @@ def rematerialized(
     )
 
 
+def sliced_norm_blocks(
+    model: keras.Model, conv_names: list[str], chunks: int
+) -> keras.Model:
+    """The same function as `model`, each block `conv -> batch norm -> ReLU
+    -> max pool` that starts at a conv of `conv_names` trained as one
+    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` (its
+    backward pass recomputes the block in `chunks` slices of the batch).
+
+    Args:
+        model: a flat functional model (left untouched: the view calls its
+            layers as shared layers).
+        conv_names: the blocks' first layers.
+        chunks: slices of the batch.
+
+    Raises:
+        ValueError: if a named layer is missing, is not followed by batch
+            norm, ReLU and max pool each reading only the previous one's
+            output, or the four layers are not of the kinds the block takes.
+    """
+    graph = Graph(model)
+    blocks, skipped = {}, set()
+    for name in conv_names:
+        calls = [graph.call_of(name)]
+        for _ in range(3):
+            readers = graph.consumers(calls[-1].outputs[0])
+            if len(readers) != 1 or any(
+                id(t) in graph.output_ids for t in calls[-1].outputs
+            ):
+                raise ValueError(
+                    f"The block at {name!r}: the output of {calls[-1].name!r} is "
+                    f"read by {[c.name for c in readers]}; a sliced block needs "
+                    "conv -> batch norm -> ReLU -> max pool, each read only by "
+                    "the next."
+                )
+            calls.append(readers[0])
+        check_block(*(call.layer for call in calls))
+        blocks[id(calls[0].layer)] = calls
+        skipped.update(id(call.layer) for call in calls[1:])
+    inputs = new_inputs(model)
+    tensors = {id(old): new for old, new in zip(model.inputs, inputs)}
+    for call in graph.calls:
+        if id(call.layer) in skipped:
+            continue
+        if id(call.layer) not in blocks:
+            _apply(call, tensors)
+            continue
+        conv, norm, relu, pool = (c.layer for c in blocks[id(call.layer)])
+        block = SlicedNormBlock(
+            conv, norm, relu, pool, chunks=chunks, name=f"sliced_{conv.name}"
+        )
+        last = blocks[id(call.layer)][-1]
+        tensors[id(last.outputs[0])] = block(tensors[id(call.inputs[0])])
+    outputs = keras.tree.pack_sequence_as(
+        model.output, [tensors[id(t)] for t in model.outputs]
+    )
+    return keras.Model(
+        inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name
+    )
+
+
 def recompute_front(
     model: keras.Model, chunks: int = DEFAULT_FRONT_CHUNKS
 ) -> keras.Model:
@@ -196,10 +258,13 @@ def recompute_front(
 
     With `chunks > 1` the whole front and the downsampler (up to
     `morphhr_downsample`) are recomputed, `chunks` slices of the batch in
-    turn: no full-resolution activation of the front is kept for the whole
-    batch. With `chunks == 1` only the first front block is recomputed, for
-    the whole batch at once (recomputing the whole front at once would hold
-    all of it again), and the gradients are bit for bit the model's.
+    turn, and so is each detail-branch detector's full-resolution block
+    (conv, batch norm, ReLU, max pool:
+    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock`, on
+    TensorFlow): no full-resolution activation is kept for the whole batch.
+    With `chunks == 1` only the first front block is recomputed, for the
+    whole batch at once (recomputing the whole front at once would hold all
+    of it again), and the gradients are bit for bit the model's.
 
     Args:
         model: a flat MorphHR model with at least one front block and no
@@ -207,8 +272,14 @@ def recompute_front(
         chunks: slices of the batch (default :data:`DEFAULT_FRONT_CHUNKS`).
 
     Returns:
-        :func:`rematerialized`'s view.
+        :func:`rematerialized`'s view (and :func:`sliced_norm_blocks`').
     """
     if check_chunks(chunks) == 1:
         return rematerialized(model, FIRST_FRONT_BLOCK_END)
-    return rematerialized(model, DOWNSAMPLER_NAME, chunks=chunks)
+    view = rematerialized(model, DOWNSAMPLER_NAME, chunks=chunks)
+    detectors = [
+        layer.name
+        for layer in model.layers
+        if layer.name.startswith(DETAIL_PREFIX) and layer.name.endswith("0_conv")
+    ]
+    return sliced_norm_blocks(view, detectors, chunks) if detectors else view

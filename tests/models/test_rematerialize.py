@@ -120,6 +120,7 @@ def _relative_gradient_difference(model, view, x):
         (None, 2, 4),  # even slices
         (None, 4, 5),  # 5 rows padded to 8: two zero rows in the last slice
         ("antithetic", 3, 2),  # fewer rows than slices: slices of one row
+        ("antithetic", 2, 5),
     ],
 )
 def test_recomputing_the_front_in_slices_gives_the_models_values_and_gradients(
@@ -132,6 +133,13 @@ def test_recomputing_the_front_in_slices_gives_the_models_values_and_gradients(
     model = randomize_weights(_morphhr(detail_branch=branch), seed=3)
     view = recompute_front(model, chunks)
     assert view.get_layer(f"rematerialized_{DOWNSAMPLER_NAME}").chunks == chunks
+    sliced = [layer.name for layer in view.layers if layer.name.startswith("sliced_")]
+    # The detectors' full-resolution blocks, sliced too (SlicedNormBlock).
+    assert sliced == (
+        ["sliced_morphhr_detail_a_0_conv", "sliced_morphhr_detail_b_0_conv"]
+        if branch
+        else []
+    )
     x = tf.constant(
         np.random.default_rng(5).uniform(size=(batch, 64, 64, 1)), tf.float32
     )

@@ -1,0 +1,128 @@
+"""SlicedNormBlock: the block's function, and gradients and moving statistics
+equal to the layers' own (float32: to rounding; bfloat16: to its precision)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from morphhr_tf.layers import LeanBatchNormalization
+from morphhr_tf.models.rematerialize import sliced_norm_blocks
+from morphhr_tf.models.sliced_norm_block import SlicedNormBlock
+
+L = keras.layers
+
+
+def _model(bias=False, activation="relu", strides=None, norm=LeanBatchNormalization):
+    inputs = keras.Input((12, 12, 2))
+    x = L.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
+    x = norm(name="bn")(x)
+    x = L.Activation(activation, name="relu")(x)
+    x = L.MaxPooling2D(2, strides=strides, name="pool")(x)
+    x = L.Conv2D(3, 3, padding="same", name="next")(x)
+    outputs = L.Dense(1, name="dense")(L.Flatten(name="flat")(x))
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    bn = model.get_layer("bn")
+    if isinstance(bn, LeanBatchNormalization):
+        # Both signs of gamma (the window's maximum of -x), positive variance.
+        bn.gamma.assign(np.array([1.3, -0.7, 0.4, -2.0], "float32"))
+        bn.moving_variance.assign(np.full(4, 0.5, "float32"))
+    return model
+
+
+def _images(batch, seed=1):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.normal(1.0, 2.0, size=(batch, 12, 12, 2)), tf.float32)
+
+
+def _step(model, x):
+    """Loss, and the gradients of every trainable variable, in training mode."""
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(model(x, training=True) ** 2)
+    return float(loss), tape.gradient(loss, model.trainable_variables)
+
+
+def _moving(model):
+    bn = model.get_layer("bn")
+    return np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)
+
+
+@pytest.mark.parametrize("batch,chunks", [(8, 4), (5, 2), (3, 4)])
+def test_gradients_and_moving_statistics_equal_the_layers(batch, chunks):
+    # Three models with the same weights: the plain layers, and the view
+    # with a sliced block. Loss bit for bit; every gradient within 1e-5 of
+    # the largest; moving statistics updated once, to 1e-6.
+    x = _images(batch)
+    plain, viewed = _model(), _model()
+    view = sliced_norm_blocks(viewed, ["conv"], chunks)
+    assert isinstance(view.get_layer("sliced_conv"), SlicedNormBlock)
+    loss_a, grads_a = _step(plain, x)
+    loss_b, grads_b = _step(view, x)
+    assert loss_a == loss_b
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_a)
+    for var, a, b in zip(plain.trainable_variables, grads_a, grads_b, strict=True):
+        assert float(tf.reduce_max(tf.abs(a - b))) < 1e-5 * scale, var.path
+    for a, b in zip(_moving(plain), _moving(viewed), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_gradients_under_bfloat16_agree_to_its_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        x = _images(6)
+        plain, viewed = _model(), _model()
+        view = sliced_norm_blocks(viewed, ["conv"], 3)
+        _, grads_a = _step(plain, x)
+        _, grads_b = _step(view, x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for var, a, b in zip(plain.trainable_variables, grads_a, grads_b, strict=True):
+        scale = float(tf.reduce_max(tf.abs(a)))
+        assert float(tf.reduce_max(tf.abs(a - b))) <= 2**-5 * scale, var.path
+
+
+def test_inference_calls_the_layers():
+    model = _model()
+    view = sliced_norm_blocks(model, ["conv"], 2)
+    x = _images(4)
+    np.testing.assert_array_equal(np.asarray(view(x)), np.asarray(model(x)))
+
+
+def test_a_compiled_fit_trains_the_models_layers_and_the_view_serialises():
+    model = _model()
+    view = sliced_norm_blocks(model, ["conv"], 2)
+    view.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+    before = np.asarray(model.get_layer("conv").kernel).copy()
+    history = view.fit(_images(6), np.zeros((6, 1), "float32"), batch_size=3, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert np.abs(np.asarray(model.get_layer("conv").kernel) - before).max() > 0
+    clone = keras.Model.from_config(view.get_config())
+    assert clone.get_layer("sliced_conv").chunks == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        (dict(bias=True), "Conv2D without bias"),
+        (dict(activation="gelu"), "not a ReLU"),
+        (dict(strides=1), "disjoint windows"),
+        (dict(norm=L.BatchNormalization), "LeanBatchNormalization"),
+    ],
+)
+def test_refuses_other_blocks(kwargs, named):
+    with pytest.raises(ValueError, match=named):
+        sliced_norm_blocks(_model(**kwargs), ["conv"], 2)
+
+
+def test_refuses_a_block_whose_inner_tensor_is_read_elsewhere():
+    inputs = keras.Input((8, 8, 1))
+    h = L.Conv2D(2, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = LeanBatchNormalization(name="bn")(h)
+    x = L.Activation("relu", name="relu")(x)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    outputs = L.Concatenate(name="both")([L.Flatten()(x), L.Flatten()(h)])
+    with pytest.raises(ValueError, match="read by"):
+        sliced_norm_blocks(keras.Model(inputs, outputs), ["conv"], 2)
