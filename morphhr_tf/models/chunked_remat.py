@@ -110,22 +110,22 @@ def _tensorflow(fn, chunks: int):
 
 
 def _jax(fn, chunks: int):
-    import jax
-    import jax.numpy as jnp
-
-    body = jax.checkpoint(lambda part: fn(*part))
+    """`keras.ops.map` over `keras.remat`: on JAX `jax.lax.map` over
+    `jax.checkpoint`, whose backward pass is a sequential loop."""
+    body = keras.remat(lambda part: fn(*part))
 
     def call(*inputs):
-        batch = inputs[0].shape[0]
+        batch = inputs[0].shape[0]  # static under JAX's tracing
         size = max(-(-batch // chunks), 1)
         rows = size * chunks
         xs = [
-            jnp.pad(t, [(0, rows - batch)] + [(0, 0)] * (t.ndim - 1)).reshape(
-                (chunks, size) + tuple(t.shape[1:])
+            keras.ops.reshape(
+                keras.ops.pad(t, [(0, rows - batch)] + [(0, 0)] * (len(t.shape) - 1)),
+                (chunks, size, *t.shape[1:]),
             )
             for t in inputs
         ]
-        ys = jax.lax.map(body, xs)
-        return ys.reshape((rows,) + tuple(ys.shape[2:]))[:batch]
+        ys = keras.ops.map(body, xs)
+        return keras.ops.reshape(ys, (rows, *ys.shape[2:]))[:batch]
 
     return call

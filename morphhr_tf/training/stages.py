@@ -251,6 +251,7 @@ def train_stage(
     log_dir: str,
     peak: float | None = None,
     loss: keras.losses.Loss | None = None,
+    variables: list | None = None,
     **optimizer_kwargs,
 ) -> tuple[dict[str, list[float]], float]:
     """Compiles ``model`` with the layer-wise optimizer and fits it.
@@ -264,12 +265,18 @@ def train_stage(
         peak, optimizer_kwargs: the peak learning rate and the
             :class:`LayerwiseAdamW` multipliers.
         loss: the training loss (:meth:`Splits.loss`).
+        variables: the variables to build the optimizer on, in their order
+            (default: ``model``'s, when it first applies gradients). A view
+            that trains another model's layers passes that model's, so that
+            the optimizer's state lines up with the saved model's variables.
 
     Returns:
         ``(history, seconds)``: the Keras history and the fit's duration.
     """
     with strategy.scope():
         compile_layerwise(model, config, steps, peak, loss=loss, **optimizer_kwargs)
+        if variables is not None:
+            model.optimizer.build(variables)
     train_ds, _, val_ds = datasets
     start = time.time()
     history = fit(

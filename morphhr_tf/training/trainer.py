@@ -330,6 +330,9 @@ def train_morphhr(
         loss=loss,
         lr_multipliers=dict.fromkeys(front, 1.0),
         default_multiplier=config.trunk_lr_multiplier,
+        # The view lists the variables in another order (its sliced blocks
+        # group each detector's); the optimizer follows the model's.
+        variables=model.trainable_variables,
     )
     if view is not model:
         # The saved Keras model keeps its optimizer (and state), as when the
