@@ -55,7 +55,9 @@ def _build(args) -> tuple:
         return model, model
     from morphhr_tf.models.rematerialize import recompute_front
 
-    return model, recompute_front(model, args.front_chunks)
+    return model, recompute_front(
+        model, args.front_chunks, detail_blocks=args.slice_detail_blocks
+    )
 
 
 def _peak_memory_mb() -> tuple[float, str]:
@@ -199,6 +201,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "DEFAULT_FRONT_CHUNKS; 1: the first front block, whole batch)",
     )
     p.add_argument(
+        "--slice-detail-blocks",
+        action="store_true",
+        help="the view recomputes the detail branch's full-resolution blocks "
+        "in the same slices (the trainer's slice_detail_blocks)",
+    )
+    p.add_argument(
         "--detail-branch",
         default="none",
         choices=("none", "zeros", "antithetic"),
@@ -236,6 +244,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         *(["--jit"] if args.jit else []),
         "--detail-branch", args.detail_branch,
         "--front-chunks", str(args.front_chunks),
+        *(["--slice-detail-blocks"] if args.slice_detail_blocks else []),
     ]  # fmt: skip
     what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
     print(f"measuring {what} ...", file=sys.stderr, flush=True)
@@ -255,6 +264,7 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
         f"channels={args.channels} base={args.base_size} steps={args.steps} "
         f"detail_branch={args.detail_branch} front_chunks={args.front_chunks} "
+        f"slice_detail_blocks={args.slice_detail_blocks} "
         f"jit_compile={args.jit}; "
         f"matmul peak {peak:.1f} GFLOP/s"
     )

@@ -97,7 +97,11 @@ def _tensorflow(fn, chunks: int):
                     g if total is None else total + g
                     for total, g in zip(d_vars, grads[len(part) :])
                 ]
-                previous = [g for g in grads if g is not None]
+                # Chained on the weight gradients: an input gradient that
+                # nothing reads (an image's) is then pruned, not computed.
+                previous = [g for g in d_vars if g is not None] or [
+                    g for g in grads if g is not None
+                ]
             d_inputs = [tf.concat(parts, 0)[:batch] for parts in d_inputs]
             return d_inputs, d_vars
 

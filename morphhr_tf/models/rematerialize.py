@@ -251,25 +251,33 @@ def sliced_norm_blocks(
 
 
 def recompute_front(
-    model: keras.Model, chunks: int = DEFAULT_FRONT_CHUNKS
+    model: keras.Model,
+    chunks: int = DEFAULT_FRONT_CHUNKS,
+    *,
+    detail_blocks: bool = False,
 ) -> keras.Model:
     """The view of a MorphHR model (:func:`~morphhr_tf.models.build_morphhr`)
     that the trainer's stage 2 fits.
 
     With `chunks > 1` the whole front and the downsampler (up to
     `morphhr_downsample`) are recomputed, `chunks` slices of the batch in
-    turn, and so is each detail-branch detector's full-resolution block
-    (conv, batch norm, ReLU, max pool:
-    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock`, on
-    TensorFlow): no full-resolution activation is kept for the whole batch.
-    With `chunks == 1` only the first front block is recomputed, for the
-    whole batch at once (recomputing the whole front at once would hold all
-    of it again), and the gradients are bit for bit the model's.
+    turn: none of the front's full-resolution activations is kept for the
+    whole batch. With `chunks == 1` only the first front block is
+    recomputed, for the whole batch at once (recomputing the whole front at
+    once would hold all of it again), and the gradients are bit for bit the
+    model's.
+
+    With `detail_blocks` (and `chunks > 1`) each detail-branch detector's
+    full-resolution block (conv, batch norm, ReLU, max pool) trains as a
+    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` too: about
+    0.7 GB less at 896 px, batch 16, on the CPU, for about a third of the
+    throughput (``docs/performance.md``, section 4). Off by default.
 
     Args:
         model: a flat MorphHR model with at least one front block and no
             front batch norm (its moving statistics cannot be recomputed).
         chunks: slices of the batch (default :data:`DEFAULT_FRONT_CHUNKS`).
+        detail_blocks: slice the detectors' full-resolution blocks too.
 
     Returns:
         :func:`rematerialized`'s view (and :func:`sliced_norm_blocks`').
@@ -282,4 +290,6 @@ def recompute_front(
         for layer in model.layers
         if layer.name.startswith(DETAIL_PREFIX) and layer.name.endswith("0_conv")
     ]
-    return sliced_norm_blocks(view, detectors, chunks) if detectors else view
+    if not (detail_blocks and detectors):
+        return view
+    return sliced_norm_blocks(view, detectors, chunks)

@@ -201,7 +201,9 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
                 dx_i, dk_i = tape.gradient(h_i, [x_i, kernel], output_gradients=dh_i)
                 d_x.append(dx_i)
                 d_kernel = dk_i if d_kernel is None else d_kernel + dk_i
-                previous = [dx_i, d_kernel]
+                # Chained on the kernel gradient: the input gradient, which
+                # nothing reads when the input is the image, is pruned.
+                previous = [d_kernel]
             grads = [tf.concat(d_x, 0)[:batch], d_kernel, d_gamma, d_beta]
             if variables:  # none is read inside; TensorFlow may still list some
                 return grads, [tf.zeros_like(v) for v in variables]

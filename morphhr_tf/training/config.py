@@ -22,6 +22,11 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   gradients equal to the model's up to the order of their sums. 1 recomputes
   only the first front block, for the whole batch at once, with gradients
   bit for bit the model's.
+- ``slice_detail_blocks``: with ``front_recompute_chunks`` > 1, the detail
+  branch's full-resolution blocks are recomputed in the same slices as well
+  (:class:`morphhr_tf.models.sliced_norm_block.SlicedNormBlock`): less
+  memory, at a large cost in CPU throughput (``docs/performance.md``).
+  Default false.
 - ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
   ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
   ``train_args.num_steps``.
@@ -143,6 +148,7 @@ class TrainingConfig:
     detail_branch: str = "antithetic"
     rematerialize_front: bool = True
     front_recompute_chunks: int = 4
+    slice_detail_blocks: bool = False
     base_steps: int = 600
     epochs: int = 3
     batch_size: int = 16

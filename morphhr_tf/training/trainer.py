@@ -296,8 +296,10 @@ def _training_view(
             f"pass, {chunks} slices of the batch in turn, instead of keeping "
             "their full-resolution activations"
         )
+    if config.slice_detail_blocks and chunks > 1:
+        _log("... and the detail branch's full-resolution blocks, in the same slices")
     with strategy.scope():
-        return recompute_front(model, chunks)
+        return recompute_front(model, chunks, detail_blocks=config.slice_detail_blocks)
 
 
 def train_morphhr(

@@ -131,7 +131,7 @@ def test_recomputing_the_front_in_slices_gives_the_models_values_and_gradients(
     # the largest gradient (each slice's gradient alone, or a dropped slice,
     # differs by a whole slice's share).
     model = randomize_weights(_morphhr(detail_branch=branch), seed=3)
-    view = recompute_front(model, chunks)
+    view = recompute_front(model, chunks, detail_blocks=True)
     assert view.get_layer(f"rematerialized_{DOWNSAMPLER_NAME}").chunks == chunks
     sliced = [layer.name for layer in view.layers if layer.name.startswith("sliced_")]
     # The detectors' full-resolution blocks, sliced too (SlicedNormBlock).
@@ -140,6 +140,9 @@ def test_recomputing_the_front_in_slices_gives_the_models_values_and_gradients(
         if branch
         else []
     )
+    # By default the detectors train as they are.
+    default = recompute_front(model, chunks)
+    assert not [layer for layer in default.layers if "sliced_" in layer.name]
     x = tf.constant(
         np.random.default_rng(5).uniform(size=(batch, 64, 64, 1)), tf.float32
     )
