@@ -86,9 +86,10 @@ class LeanBatchNormalization(keras.layers.BatchNormalization):
                 # TensorFlow and JAX pass the upstream gradient positionally,
                 # PyTorch by keyword (see `keras.ops.custom_gradient`).
                 g = args[0] if upstream is None else upstream
-                sums = gradient_sums(g, x, moments)
+                d = x - moments.shift
+                sums = gradient_sums(g, d)
                 d_gamma, d_beta = parameter_gradients(sums, moments)
-                dx = input_gradient(g, x, gamma, moments, d_gamma, d_beta)
+                dx = input_gradient(g, d, gamma, moments, d_gamma, d_beta)
                 return dx, d_gamma, d_beta
 
             return y, grad
@@ -160,11 +161,12 @@ def normalized(x, gamma, beta, moments: BatchMoments):
     return (x - moments.shift) * ops.cast(scale, dtype) + ops.cast(offset, dtype)
 
 
-def gradient_sums(g, x, moments: BatchMoments):
-    """``(sum(g), sum(g * (x - shift)))`` per channel, float32: the batch-wide
-    sums the input gradient needs (add them up over slices of a batch)."""
-    g = ops.cast(g, x.dtype)
-    return channel_sum(g), channel_sum(g * (x - moments.shift))
+def gradient_sums(g, d):
+    """``(sum(g), sum(g * d))`` per channel, float32, with `d` the centred
+    input ``x - shift``: the batch-wide sums the input gradient needs (add
+    them up over slices of a batch)."""
+    g = ops.cast(g, d.dtype)
+    return channel_sum(g), channel_sum(g * d)
 
 
 def parameter_gradients(sums, moments: BatchMoments):
@@ -174,15 +176,16 @@ def parameter_gradients(sums, moments: BatchMoments):
     return moments.inv * (g_d - moments.delta * d_beta), d_beta
 
 
-def input_gradient(g, x, gamma, moments: BatchMoments, d_gamma, d_beta):
-    """The gradient with respect to `x` (any slice of the batch, given the
-    whole batch's `d_gamma`, `d_beta`), in `x`'s dtype."""
-    dtype = x.dtype
+def input_gradient(g, d, gamma, moments: BatchMoments, d_gamma, d_beta):
+    """The gradient with respect to the input `x`, from `d = x - shift` (any
+    slice of the batch, given the whole batch's `d_gamma`, `d_beta`), in
+    `x`'s dtype."""
+    dtype = d.dtype
     g = ops.cast(g, dtype)
     scale = gamma * moments.inv
     count, delta, inv = moments.count, moments.delta, moments.inv
     # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
     k = scale * inv * d_gamma / count
     c = scale * (delta * inv * d_gamma - d_beta) / count
-    dx = g * ops.cast(scale, dtype) - (x - moments.shift) * ops.cast(k, dtype)
+    dx = g * ops.cast(scale, dtype) - d * ops.cast(k, dtype)
     return dx + ops.cast(c, dtype)

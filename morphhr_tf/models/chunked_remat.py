@@ -57,12 +57,23 @@ def check_chunks(chunks) -> int:
     return chunks
 
 
-def _tensorflow(fn, chunks: int):
+def padded_slices(tensors, chunks: int):
+    """``(batch, size, padded)`` for TensorFlow tensors with the same batch
+    size: ``size`` rows per slice (at least 1) and the tensors padded with
+    zero rows to ``size * chunks`` rows."""
     import tensorflow as tf
 
-    def padded(t, rows):
-        pad = rows - tf.shape(t)[0]
-        return tf.pad(t, [[0, pad]] + [[0, 0]] * (t.shape.rank - 1))
+    batch = tf.shape(tensors[0])[0]
+    size = tf.maximum((batch + chunks - 1) // chunks, 1)
+    padded = [
+        tf.pad(t, [[0, size * chunks - batch]] + [[0, 0]] * (t.shape.rank - 1))
+        for t in tensors
+    ]
+    return batch, size, padded
+
+
+def _tensorflow(fn, chunks: int):
+    import tensorflow as tf
 
     @tf.custom_gradient
     def wrapped(*inputs):
@@ -70,10 +81,7 @@ def _tensorflow(fn, chunks: int):
 
         def grad(upstream, variables=None):
             variables = list(variables or [])
-            batch = tf.shape(inputs[0])[0]
-            size = tf.maximum((batch + chunks - 1) // chunks, 1)
-            xs = [padded(t, size * chunks) for t in inputs]
-            dys = padded(upstream, size * chunks)
+            batch, size, (dys, *xs) = padded_slices([upstream, *inputs], chunks)
             d_inputs = [[] for _ in inputs]
             d_vars = [None] * len(variables)
             previous = []
@@ -107,10 +115,7 @@ def _tensorflow(fn, chunks: int):
 
         return output, grad
 
-    def call(*inputs):
-        return wrapped(*inputs)
-
-    return call
+    return wrapped
 
 
 def _jax(fn, chunks: int):

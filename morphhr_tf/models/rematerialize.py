@@ -97,6 +97,14 @@ def _apply(call: Call, tensors: dict) -> None:
         tensors[id(old)] = new
 
 
+def _rebuilt(model: keras.Model, inputs: list, tensors: dict, name: str):
+    """The model from `inputs` to the stand-ins of `model`'s outputs."""
+    outputs = keras.tree.pack_sequence_as(
+        model.output, [tensors[id(t)] for t in model.outputs]
+    )
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs, name=name)
+
+
 def rematerialized(
     model: keras.Model, segment_end: str, chunks: int = 1
 ) -> keras.Model:
@@ -180,14 +188,7 @@ def rematerialized(
     )(inputs)
     for call in rest:
         _apply(call, tensors)
-    outputs = keras.tree.pack_sequence_as(
-        model.output, [tensors[id(t)] for t in model.outputs]
-    )
-    return keras.Model(
-        inputs if len(inputs) > 1 else inputs[0],
-        outputs,
-        name=f"{model.name}_rematerialized",
-    )
+    return _rebuilt(model, inputs, tensors, f"{model.name}_rematerialized")
 
 
 def sliced_norm_blocks(
@@ -242,12 +243,7 @@ def sliced_norm_blocks(
         )
         last = blocks[id(call.layer)][-1]
         tensors[id(last.outputs[0])] = block(tensors[id(call.inputs[0])])
-    outputs = keras.tree.pack_sequence_as(
-        model.output, [tensors[id(t)] for t in model.outputs]
-    )
-    return keras.Model(
-        inputs if len(inputs) > 1 else inputs[0], outputs, name=model.name
-    )
+    return _rebuilt(model, inputs, tensors, model.name)
 
 
 def recompute_front(

@@ -45,7 +45,7 @@ from morphhr_tf.layers.lean_batch_normalization import (
     normalized,
     parameter_gradients,
 )
-from morphhr_tf.models.chunked_remat import check_chunks
+from morphhr_tf.models.chunked_remat import check_chunks, padded_slices
 
 
 def check_block(conv, norm, relu, pool) -> None:
@@ -151,9 +151,6 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
             data_format="channels_last", dilation_rate=conv.dilation_rate,
         )  # fmt: skip
 
-    def padded(t, rows):
-        return tf.pad(t, [[0, rows - tf.shape(t)[0]]] + [[0, 0]] * (t.shape.rank - 1))
-
     @tf.custom_gradient
     def block(x, kernel, gamma, beta):
         h = convolve(x, kernel)
@@ -174,12 +171,9 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
             d_gamma, d_beta = parameter_gradients(sums, moments)
             # 2. Per slice: the block recomputed, the batch norm's input
             #    gradient, then the conv's input and kernel gradients.
-            batch = tf.shape(x)[0]
-            size = tf.maximum((batch + chunks - 1) // chunks, 1)
-            rows = size * chunks
             # Padded rows are zero images: the bias-free conv's kernel
             # gradient gets nothing from them, and their rows are dropped.
-            xs, dps, ps = (padded(t, rows) for t in (x, dp, outputs))
+            batch, size, (xs, dps, ps) = padded_slices([x, dp, outputs], chunks)
             d_x, d_kernel, previous = [], None, [d_gamma, d_beta]
             for i in range(chunks):
                 with tf.control_dependencies(previous):
@@ -197,7 +191,8 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
                     ),
                     features=z_i,
                 )  # fmt: skip
-                dh_i = input_gradient(g_i, h_i, gamma, moments, d_gamma, d_beta)
+                d_i = h_i - moments.shift
+                dh_i = input_gradient(g_i, d_i, gamma, moments, d_gamma, d_beta)
                 dx_i, dk_i = tape.gradient(h_i, [x_i, kernel], output_gradients=dh_i)
                 d_x.append(dx_i)
                 d_kernel = dk_i if d_kernel is None else d_kernel + dk_i
