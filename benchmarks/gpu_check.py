@@ -72,7 +72,10 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
         )
     fitted = model
     if model_kind == "morphhr":
-        fitted = recompute_front(model, args.front_chunks or DEFAULT_FRONT_CHUNKS)
+        chunks = args.front_chunks
+        fitted = recompute_front(
+            model, DEFAULT_FRONT_CHUNKS if chunks is None else chunks
+        )
     fitted.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
@@ -122,6 +125,11 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
     p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:batch (child)
     args = p.parse_args(argv)
+    if args.front_chunks is not None and args.front_chunks < 1:
+        p.error(
+            "--front-chunks must be a positive integer (1: the first front "
+            f"block, whole batch). Received: {args.front_chunks}"
+        )
     if args.dry_run:
         args.sizes, args.batches, args.base_size = "32,64", "2", 32
         args.width, args.steps, args.warmup = 4, 2, 1

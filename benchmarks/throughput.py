@@ -225,6 +225,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.precision == "auto":
         args.precision = _auto_precision()
+    if args.front_chunks is not None and args.front_chunks < 1:
+        p.error(
+            "--front-chunks must be a positive integer (1: the first front "
+            f"block, whole batch). Received: {args.front_chunks}"
+        )
     if args.front_chunks is None:
         from morphhr_tf.models.rematerialize import DEFAULT_FRONT_CHUNKS
 

@@ -80,3 +80,15 @@ def test_throughput_benchmark_measures_idle_and_three_models(tmp_path):
     assert "idle process: peak RSS" in out
     assert "above idle x" in out
     assert "the recomputing view" in out
+
+
+@pytest.mark.parametrize("script", ["gpu_check.py", "throughput.py"])
+def test_a_front_chunk_count_below_one_is_refused_with_the_value(script, tmp_path):
+    out = ["--out", str(tmp_path / "o.json")] if script == "gpu_check.py" else []
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *out, "--front-chunks", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--front-chunks must be a positive integer" in done.stderr
+    assert "Received: 0" in done.stderr

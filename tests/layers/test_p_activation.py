@@ -114,8 +114,13 @@ def test_relu_gradient_equals_automatic_differentiation(alpha):
     ref_dx, ref_da = _formula_gradients(x, np.float32(alpha), g)
     np.testing.assert_allclose(np.asarray(dx), ref_dx, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(float(da), float(ref_da), rtol=1e-5)
-    np.testing.assert_array_equal(
-        np.asarray(y), x + np.float32(alpha) * (np.maximum(x, 0) - x)
+    # The relu form: where(x > 0, x, (1 - a) * x), exactly; within two units
+    # in the last place of the textbook x + a * (relu(x) - x) (two at
+    # a = 1.6, where each form rounds a term that the sum then cancels).
+    a32 = np.float32(alpha)
+    np.testing.assert_array_equal(np.asarray(y), np.where(x > 0, x, (1 - a32) * x))
+    np.testing.assert_array_max_ulp(
+        np.asarray(y), x + a32 * (np.maximum(x, 0) - x), maxulp=2
     )
 
 
@@ -134,3 +139,89 @@ def test_relu_gradient_in_a_compiled_training_step(mixed_bfloat16):
     da = float(step())
     ref = float(tf.reduce_sum((tf.nn.relu(x) - x) * x))
     assert np.isfinite(da) and abs(da - ref) < 0.02 * abs(ref)
+
+
+def _fused_and_plain(layer, x, g):
+    """`(y, dx, da)` of a training call (TensorFlow: the XLA kernels) and of
+    an inference call (plain ops) of `layer` on `x` with upstream `g`."""
+    out = []
+    for training in (True, False):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt, training=training)
+        dx, da = tape.gradient(y, [xt, layer.alpha.value], output_gradients=g)
+        out.append(
+            (
+                np.asarray(tf.cast(y, tf.float32)),
+                np.asarray(tf.cast(dx, tf.float32)),
+                float(da),
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.37, 1.0, 1.6])
+def test_training_call_runs_xla_kernels_with_the_plain_numbers(alpha, monkeypatch):
+    from morphhr_tf.layers import p_activation
+
+    calls = []
+    kernels = p_activation._xla_p_relu
+
+    def counted():
+        calls.append(1)
+        return kernels()
+
+    monkeypatch.setattr(p_activation, "_xla_p_relu", counted)
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.0, 2.0, (2, 9, 9, 4)).astype(np.float32)
+    x[0, 0, :, 0] = 0.0
+    g = tf.constant(rng.normal(size=x.shape).astype(np.float32))
+    layer = PActivation("relu")
+    layer.build(x.shape)
+    layer.set_weights([np.float32(alpha)])
+    (y, dx, da), (y0, dx0, da0) = _fused_and_plain(layer, x, g)
+    assert len(calls) == 1  # the training call only
+    # Selects and single multiplies: the same bits as the plain ops.
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(dx, dx0)
+    assert da == da0
+    if alpha == 0.0:
+        np.testing.assert_array_equal(y, x)  # still the identity at the morph
+
+
+def test_training_call_in_bfloat16_matches_the_plain_ops(mixed_bfloat16):
+    rng = np.random.default_rng(6)
+    x = rng.normal(0.0, 2.0, (2, 16, 16, 8)).astype(np.float32)
+    g = tf.cast(rng.normal(size=x.shape), tf.bfloat16)
+    layer = PActivation("relu", dtype="mixed_bfloat16")
+    layer.build(x.shape)
+    layer.set_weights([np.float32(0.3)])
+    (y, dx, da), (y0, dx0, da0) = _fused_and_plain(layer, x.astype("bfloat16"), g)
+    # The same bits in bfloat16 too (XLA rounds each product to bfloat16, as
+    # TensorFlow's ops do); the alpha gradient is the same TensorFlow sum.
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(dx, dx0)
+    assert da == da0
+
+
+def test_only_training_traces_compile_with_xla():
+    # The exported serving signatures call the model with training=False: no
+    # XLA-compiled function may end up in them (TF Serving runs without XLA).
+    layer = PActivation("relu")
+    spec = tf.TensorSpec((None, 4, 4, 2), tf.float32)
+
+    def xla_in(training):
+        fn = tf.function(lambda x: layer(x, training=training))
+        graph = fn.get_concrete_function(spec).graph.as_graph_def()
+        nodes = list(graph.node) + [
+            n for f in graph.library.function for n in f.node_def
+        ]
+        funcs = [f.attr for f in graph.library.function]
+        return any("_XlaMustCompile" in a for a in funcs) or any(
+            "_XlaMustCompile" in n.attr for n in nodes
+        )
+
+    assert xla_in(True)
+    assert not xla_in(False)
+    assert not xla_in(None)

@@ -339,8 +339,16 @@ def _check_cluster(tmp_path):
         f"max |loss_multi - loss_single| = {loss_diff:.3e}"
     )
     assert between_workers == 0.0
-    assert versus_single == 0.0
-    assert loss_diff == 0.0
+    # Against the one-process run: float rounding, not bit for bit. The two
+    # runs were bit for bit equal with the P-activations as TensorFlow ops;
+    # as XLA kernels in training (which give the same bits as those ops on
+    # their own, tests/layers/test_p_activation.py) they end 2.1e-6 apart
+    # (loss 1.2e-7). In one process, the model with the kernels and the model
+    # with the ops differ through grappler's arithmetic optimizer, which
+    # rewrites the ops but not the kernels (with it off both agree bit for
+    # bit); how that differs between the two topologies is not pinned down.
+    assert versus_single < 1e-5
+    assert loss_diff < 1e-6
     for l0, l1, _ in losses.values():
         assert l0 == l1
     # Every worker morphed to the same function-preserving model.
