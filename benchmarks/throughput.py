@@ -3,7 +3,7 @@ S x S against MorphHR at S x S (a thin full-resolution front on a 224 base),
 measured in one run, plus achieved GFLOP/s against a measured matmul peak.
 
     python benchmarks/throughput.py [--sizes 224 448 896] [--batch 4] [--steps 3]
-        [--detail-branch antithetic] [--front-chunks 4]
+        [--detail-branch antithetic] [--front-chunks 4] [--no-xla-activations]
 
 Three models at each S: ResNet18; MorphHR trained as the trainer's stage 2
 trains it, through the view that recomputes the front in the backward pass
@@ -51,6 +51,12 @@ def _build(args) -> tuple:
     base = resnet18((args.base_size, args.base_size, channels), width=args.width)
     branch = None if args.detail_branch == "none" else args.detail_branch
     model = build_morphhr(base, size, detail_branch=branch)
+    if args.no_xla_activations:
+        from morphhr_tf.layers import PActivation
+
+        for layer in model.layers:
+            if isinstance(layer, PActivation):
+                layer.xla_kernels = False
     if args.model == "morphhr_plain":
         return model, model
     from morphhr_tf.models.rematerialize import recompute_front
@@ -201,6 +207,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "DEFAULT_FRONT_CHUNKS; 1: the first front block, whole batch)",
     )
     p.add_argument(
+        "--no-xla-activations",
+        action="store_true",
+        help="train MorphHR's P-activations with TensorFlow's ops instead of "
+        "XLA kernels (the trainer's xla_activations=false)",
+    )
+    p.add_argument(
         "--slice-detail-blocks",
         action="store_true",
         help="the view recomputes the detail branch's full-resolution blocks "
@@ -250,6 +262,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         "--detail-branch", args.detail_branch,
         "--front-chunks", str(args.front_chunks),
         *(["--slice-detail-blocks"] if args.slice_detail_blocks else []),
+        *(["--no-xla-activations"] if args.no_xla_activations else []),
     ]  # fmt: skip
     what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
     print(f"measuring {what} ...", file=sys.stderr, flush=True)
@@ -269,6 +282,7 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
         f"\nprecision={args.precision} batch={args.batch} width={args.width} "
         f"channels={args.channels} base={args.base_size} steps={args.steps} "
         f"detail_branch={args.detail_branch} front_chunks={args.front_chunks} "
+        f"xla_activations={not args.no_xla_activations} "
         f"slice_detail_blocks={args.slice_detail_blocks} "
         f"jit_compile={args.jit}; "
         f"matmul peak {peak:.1f} GFLOP/s"

@@ -12,11 +12,21 @@ _NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 def _p_relu_formula(x, a):
     """`(1 - a) * x + a * relu(x)` as `where(x > 0, x, (1 - a) * x)`: one
-    multiply and a select, both exactly rounded, so every backend and an
-    XLA kernel give the same bits (`x - a * min(x, 0)` would let XLA fuse a
+    multiply and a select, both exactly rounded, so an XLA kernel gives the
+    same bits as the ops (`x - a * min(x, 0)` would let XLA fuse a
     multiply-add and round once where TensorFlow rounds twice); `a = 0`
-    returns `x` bit for bit."""
+    returns `x` bit for bit. The XLA kernel's form."""
     return ops.where(x > 0, x, (1 - a) * x)
+
+
+def _p_relu_ops(x, a):
+    """:func:`_p_relu_formula`'s bits in two element-wise ops instead of
+    three (a select is slow as a separate op): with `s = 1 - a`, `s * x` is
+    the larger of `x` and `s * x` exactly where `x <= 0` when `s <= 1`, and
+    the smaller when `s > 1`."""
+    s = 1 - a
+    sx = s * x
+    return ops.cond(s <= 1, lambda: ops.maximum(x, sx), lambda: ops.minimum(x, sx))
 
 
 @ops.custom_gradient
@@ -31,7 +41,7 @@ def _p_relu(x, a):
         da = -ops.sum(g * ops.minimum(x, ops.zeros((), x.dtype)))
         return dx, da
 
-    return _p_relu_formula(x, a), grad
+    return _p_relu_ops(x, a), grad
 
 
 @functools.cache
@@ -89,6 +99,11 @@ class PActivation(keras.layers.Layer):
             identity; use `"ones"` for the plain activation.
         alpha_regularizer: optional regularizer of `a`.
         alpha_constraint: optional constraint of `a`.
+        xla_kernels: with `relu` on the TensorFlow backend, run a training
+            call's arithmetic as XLA kernels (default). `False` keeps
+            TensorFlow's ops: the same numbers, slower, and in this
+            project's CPU benchmark a little less peak memory
+            (`docs/performance.md`). Other backends ignore it.
         **kwargs: base layer keyword arguments, such as `name` and `dtype`.
 
     Example:
@@ -106,9 +121,15 @@ class PActivation(keras.layers.Layer):
         alpha_initializer="zeros",
         alpha_regularizer=None,
         alpha_constraint=None,
+        xla_kernels=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if not isinstance(xla_kernels, bool):
+            raise ValueError(
+                f"xla_kernels must be True or False. Received: {xla_kernels!r}"
+            )
+        self.xla_kernels = xla_kernels
         self.supports_masking = True
         if activation is None:
             raise ValueError(
@@ -138,7 +159,7 @@ class PActivation(keras.layers.Layer):
     def call(self, inputs, training=None):
         alpha = ops.cast(self.alpha, inputs.dtype)
         if self.activation is activations.relu:
-            if training and keras.config.backend() == "tensorflow":
+            if training and self.xla_kernels and keras.config.backend() == "tensorflow":
                 return _xla_p_relu()(inputs, alpha)
             return _p_relu(inputs, alpha)
         return inputs + alpha * (self.activation(inputs) - inputs)
@@ -154,6 +175,7 @@ class PActivation(keras.layers.Layer):
                 "alpha_initializer": initializers.serialize(self.alpha_initializer),
                 "alpha_regularizer": regularizers.serialize(self.alpha_regularizer),
                 "alpha_constraint": constraints.serialize(self.alpha_constraint),
+                "xla_kernels": self.xla_kernels,
             }
         )
         return config

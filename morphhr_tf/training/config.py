@@ -27,6 +27,10 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   (:class:`morphhr_tf.models.sliced_norm_block.SlicedNormBlock`): less
   memory, at a large cost in CPU throughput (``docs/performance.md``).
   Default false.
+- ``xla_activations``: the front's P-activations train through XLA kernels
+  on TensorFlow (:class:`morphhr_tf.layers.PActivation`'s ``xla_kernels``):
+  the same numbers, faster; false keeps TensorFlow's ops, for a little less
+  peak memory (``docs/performance.md``). Default true.
 - ``base_steps``: stage-1 steps at ``base_resolution`` (skipped when
   ``pretrained`` is set). Stage 2 (or the baseline) runs the Trainer's
   ``train_args.num_steps``.
@@ -149,6 +153,7 @@ class TrainingConfig:
     rematerialize_front: bool = True
     front_recompute_chunks: int = 4
     slice_detail_blocks: bool = False
+    xla_activations: bool = True
     base_steps: int = 600
     epochs: int = 3
     batch_size: int = 16

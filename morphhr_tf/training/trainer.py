@@ -276,9 +276,16 @@ def _training_view(
 ) -> keras.Model:
     """What stage 2 fits: ``model``, or a view of it (same layers and
     variables, built under ``strategy`` as the model was) that recomputes
-    the front in the backward pass (:func:`recompute_front`)."""
+    the front in the backward pass (:func:`recompute_front`). The
+    P-activations get ``config.xla_activations``."""
+    from morphhr_tf.layers import PActivation
     from morphhr_tf.models.rematerialize import recompute_front
 
+    for layer in model.layers:
+        if isinstance(layer, PActivation):
+            layer.xla_kernels = config.xla_activations
+    if not config.xla_activations:
+        _log("stage 2 trains the P-activations with TensorFlow's ops, not XLA")
     if not config.rematerialize_front:
         return model
     if config.front_blocks == 0:

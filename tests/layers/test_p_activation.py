@@ -94,7 +94,7 @@ def _formula_gradients(x, alpha, upstream):
     return [np.asarray(g) for g in tape.gradient(y, [x, a], output_gradients=upstream)]
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.37, 1.0, 1.6])
+@pytest.mark.parametrize("alpha", [-0.5, 0.0, 0.37, 1.0, 1.6])
 def test_relu_gradient_equals_automatic_differentiation(alpha):
     # The written-out gradient (which keeps only the input for the backward
     # pass) against the formula's: same values up to float rounding, at
@@ -161,7 +161,7 @@ def _fused_and_plain(layer, x, g):
     return out
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.37, 1.0, 1.6])
+@pytest.mark.parametrize("alpha", [-0.5, 0.0, 0.37, 1.0, 1.6])
 def test_training_call_runs_xla_kernels_with_the_plain_numbers(alpha, monkeypatch):
     from morphhr_tf.layers import p_activation
 
@@ -225,3 +225,22 @@ def test_only_training_traces_compile_with_xla():
     assert xla_in(True)
     assert not xla_in(False)
     assert not xla_in(None)
+
+
+def test_xla_kernels_false_keeps_tensorflows_ops(monkeypatch):
+    from morphhr_tf.layers import p_activation
+
+    calls = []
+    monkeypatch.setattr(p_activation, "_xla_p_relu", lambda: calls.append(1))
+    layer = PActivation("relu", xla_kernels=False)
+    x = np.random.default_rng(7).normal(size=(2, 5)).astype(np.float32)
+    layer(x, training=True)
+    assert calls == []
+    clone = PActivation.from_config(layer.get_config())
+    assert clone.xla_kernels is False
+    # An older config without the key gets the default.
+    config = layer.get_config()
+    del config["xla_kernels"]
+    assert PActivation.from_config(config).xla_kernels is True
+    with pytest.raises(ValueError, match="xla_kernels must be True or False"):
+        PActivation("relu", xla_kernels="no")

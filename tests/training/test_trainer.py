@@ -170,3 +170,19 @@ def test_tensorboard_gets_about_fifty_points_per_stage():
     assert tensorboard_every(600) == 12
     assert tensorboard_every(10) == 1
     assert 600 // tensorboard_every(600) == 50
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_stage_two_gives_the_p_activations_the_xla_setting(enabled):
+    from morphhr_tf.layers import PActivation
+    from morphhr_tf.models import build_morphhr, resnet18
+    from morphhr_tf.training.config import TrainingConfig
+
+    model = build_morphhr(resnet18((16, 16, 1), width=4), 32, front_channels=2)
+    layers = [la for la in model.layers if isinstance(la, PActivation)]
+    assert layers and all(la.xla_kernels for la in layers)
+    config = TrainingConfig(
+        base_resolution=16, resolution=32, width=4, xla_activations=enabled
+    )
+    trainer._training_view(model, config, tf.distribute.get_strategy())
+    assert [la.xla_kernels for la in layers] == [enabled] * len(layers)
