@@ -14,6 +14,13 @@ view that recomputes the front's first block (``morphhr``), and fitted itself
 (``morphhr_plain``); for S in ``--sizes`` and batch in ``--batches``, mixed
 precision, AdamW, random images; the first ``--warmup`` steps (tracing and
 compilation) are not timed.
+
+One process per model and size builds the model once and trains it at each
+batch in increasing order (building and compiling are most of a row's wall
+time). A row's peak memory is the process's peak after that batch's steps:
+the largest batch so far, i.e. its own peak, since the smaller batches'
+activations are freed and the weights and optimizer state are shared. The
+largest size runs first, so a time limit cuts the cheap rows.
 """
 
 from __future__ import annotations
@@ -50,8 +57,8 @@ def _peak_bytes() -> tuple[float, str]:
     return rss, "peak RSS"
 
 
-def run_one(model_kind: str, size: int, batch: int, args) -> dict:
-    """Builds one model, trains it on random data and returns the figures."""
+def run_one(model_kind: str, size: int, batches: list[int], args):
+    """Builds one model, trains it at each batch and yields a row per batch."""
     sys.path.insert(0, ROOT)
     import keras
     import numpy as np
@@ -78,27 +85,29 @@ def run_one(model_kind: str, size: int, batch: int, args) -> dict:
         )
     fitted.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="binary_crossentropy")
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
-    y = (rng.random((batch, 1)) < 0.5).astype(np.float32)
-    for _ in range(args.warmup):
-        fitted.train_on_batch(x, y)
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        loss = fitted.train_on_batch(x, y)
-    seconds = time.perf_counter() - start
-    peak, kind = _peak_bytes()
-    return {
-        "model": model_kind, "size": size, "batch": batch,
-        "img_per_s": args.steps * batch / seconds, "step_ms": 1e3 * seconds / args.steps,
-        "peak_mb": peak / 2**20, "memory": kind, "loss": float(np.ravel(loss)[0]),
-        "params": int(model.count_params()),
-    }  # fmt: skip
+    for batch in sorted(batches):
+        x = rng.uniform(0, 1, (batch, size, size, 1)).astype(np.float32)
+        y = (rng.random((batch, 1)) < 0.5).astype(np.float32)
+        for _ in range(args.warmup):
+            fitted.train_on_batch(x, y)
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            loss = fitted.train_on_batch(x, y)
+        seconds = time.perf_counter() - start
+        peak, kind = _peak_bytes()
+        yield {
+            "model": model_kind, "size": size, "batch": batch,
+            "img_per_s": args.steps * batch / seconds,
+            "step_ms": 1e3 * seconds / args.steps, "peak_mb": peak / 2**20,
+            "memory": kind, "loss": float(np.ravel(loss)[0]),
+            "params": int(model.count_params()),
+        }  # fmt: skip
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
-    p.add_argument("--sizes", default="224,896")
+    p.add_argument("--sizes", default="896,224")
     p.add_argument("--batches", default="16,32")
     p.add_argument("--base-size", type=int, default=224)
     p.add_argument("--width", type=int, default=64)
@@ -121,9 +130,11 @@ def main(argv=None) -> int:
         default="resnet18,morphhr,morphhr_plain",
         help="comma-separated, of resnet18, morphhr (recomputing view), morphhr_plain",
     )
-    p.add_argument("--timeout", type=int, default=240, help="seconds per config")
+    p.add_argument(
+        "--timeout", type=int, default=300, help="seconds per model and size"
+    )
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
-    p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:batch (child)
+    p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:b1+b2 (child)
     args = p.parse_args(argv)
     if args.front_chunks is not None and args.front_chunks < 1:
         p.error(
@@ -131,43 +142,43 @@ def main(argv=None) -> int:
             f"block, whole batch). Received: {args.front_chunks}"
         )
     if args.dry_run:
-        args.sizes, args.batches, args.base_size = "32,64", "2", 32
+        args.sizes, args.batches, args.base_size = "64,32", "2,3", 32
         args.width, args.steps, args.warmup = 4, 2, 1
     if args.one:
-        kind, size, batch = args.one.split(":")
-        print(json.dumps(run_one(kind, int(size), int(batch), args)), flush=True)
+        kind, size, batches = args.one.split(":")
+        for row in run_one(kind, int(size), [int(b) for b in batches.split("+")], args):
+            print(json.dumps(row), flush=True)
         return 0
     results = {"backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "rows": []}
     base_argv = [a for a in (argv if argv is not None else sys.argv[1:])]
+    batches = sorted(int(b) for b in args.batches.split(","))
     for size in [int(s) for s in args.sizes.split(",")]:
-        for batch in [int(b) for b in args.batches.split(",")]:
-            for kind in args.models.split(","):
-                cmd = [sys.executable, os.path.abspath(__file__), *base_argv]
-                cmd += ["--one", f"{kind}:{size}:{batch}"]
-                start = time.perf_counter()
-                try:
-                    done = subprocess.run(
-                        cmd, capture_output=True, text=True, timeout=args.timeout
-                    )
-                    lines = [
-                        ln for ln in done.stdout.splitlines() if ln.startswith("{")
-                    ]
-                    row = json.loads(lines[-1]) if lines else {
-                        "model": kind, "size": size, "batch": batch,
-                        "error": done.stderr[-800:],
-                    }  # fmt: skip
-                except subprocess.TimeoutExpired:
-                    row = {
-                        "model": kind,
-                        "size": size,
-                        "batch": batch,
-                        "error": "timeout",
-                    }
-                row["wall_s"] = time.perf_counter() - start
+        for kind in args.models.split(","):
+            cmd = [sys.executable, os.path.abspath(__file__), *base_argv]
+            cmd += ["--one", f"{kind}:{size}:{'+'.join(map(str, batches))}"]
+            start = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=args.timeout
+                )
+                stdout, error = done.stdout, done.stderr[-800:]
+            except subprocess.TimeoutExpired as e:
+                stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout
+                stdout, error = stdout or "", f"timeout after {args.timeout} s"
+            found = [json.loads(ln) for ln in stdout.splitlines() if ln.startswith("{")]
+            done_batches = {row["batch"] for row in found}
+            found += [
+                {"model": kind, "size": size, "batch": b, "error": error}
+                for b in batches
+                if b not in done_batches
+            ]
+            wall = time.perf_counter() - start
+            for row in found:
+                row["process_wall_s"] = wall
                 results["rows"].append(row)
                 print(json.dumps(row), flush=True)
-                with open(args.out, "w") as f:
-                    json.dump(results, f, indent=1)
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=1)
     by = {(r["model"], r["size"], r["batch"]): r for r in results["rows"]}
     for (kind, size, batch), row in by.items():
         ref = by.get(("resnet18", size, batch))

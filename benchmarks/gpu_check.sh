@@ -4,12 +4,15 @@
 # CUDA but no TensorFlow and no Keras. Run from a clean copy of the repository
 # with the wheels from `benchmarks/gpu_wheels.sh` in .whl/:
 #
-#   bash benchmarks/gpu_check.sh OUT_DIR              # about 4 minutes on an H200
+#   bash benchmarks/gpu_check.sh OUT_DIR              # at most CHECK_SECONDS (300)
 #   bash benchmarks/gpu_check.sh OUT_DIR --dry-run    # CPU, tiny sizes
 #   bash benchmarks/gpu_check.sh OUT_DIR --with-sweep # also the fine-detail sweep
 #   bash benchmarks/gpu_check.sh OUT_DIR --sweep-only # only the sweep
 #
-# Figures go to OUT_DIR/gpu_check.json (and OUT_DIR/fine_detail_sweep.json).
+# Figures go to OUT_DIR/gpu_check.json (and OUT_DIR/fine_detail_sweep.json),
+# written as each row finishes, so a time limit keeps the rows done. CHECK_ARGS
+# and SWEEP_ARGS pass options to gpu_check.py and fine_detail_sweep.py;
+# CHECK_SECONDS and SWEEP_SECONDS (330) bound each part.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: gpu_check.sh OUT_DIR [--dry-run] [--with-sweep | --sweep-only]}
@@ -39,7 +42,8 @@ if ! "$PY" -c "import keras" 2>/dev/null; then
 fi
 "$PY" -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" 2>&1 | tail -1
 if [ "$check" = 1 ]; then
-  timeout 230 "$PY" benchmarks/gpu_check.py --out "$out/gpu_check.json" --timeout 100 $dry
+  timeout "${CHECK_SECONDS:-300}" "$PY" benchmarks/gpu_check.py \
+    --out "$out/gpu_check.json" --timeout 150 ${CHECK_ARGS:-} $dry
 fi
 if [ "$sweep" = 1 ]; then
   timeout "${SWEEP_SECONDS:-330}" "$PY" benchmarks/fine_detail_sweep.py \

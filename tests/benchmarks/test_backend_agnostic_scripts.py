@@ -29,9 +29,12 @@ def test_gpu_check_dry_run_writes_every_configuration(tmp_path):
     out = tmp_path / "gpu_check.json"
     done = _run(["benchmarks/gpu_check.py", "--dry-run", "--out", str(out)], tmp_path)
     rows = json.loads(out.read_text())["rows"]
-    assert {(r["model"], r["size"]) for r in rows} == {
-        (m, s) for m in ("resnet18", "morphhr", "morphhr_plain") for s in (32, 64)
-    }
+    assert sorted((r["model"], r["size"], r["batch"]) for r in rows) == sorted(
+        (m, s, b)
+        for m in ("resnet18", "morphhr", "morphhr_plain")
+        for s in (32, 64)
+        for b in (2, 3)
+    )
     for row in rows:
         assert "error" not in row, row
         assert row["img_per_s"] > 0 and row["peak_mb"] > 0
