@@ -33,6 +33,8 @@ import subprocess
 import sys
 import time
 
+from cli_types import front_chunks
+
 os.environ.setdefault("MORPHHR_MODEL_SIDE_ONLY", "1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--precision", default="mixed_bfloat16")
     p.add_argument(
-        "--front-chunks", type=int, default=None,
+        "--front-chunks", type=front_chunks, default=None,
         help="slices of the batch MorphHR's front is recomputed in (default: "
         "the trainer's; 1: the first front block, whole batch)",
     )  # fmt: skip
@@ -136,11 +138,6 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on any device")
     p.add_argument("--one", help=argparse.SUPPRESS)  # model:size:b1+b2 (child)
     args = p.parse_args(argv)
-    if args.front_chunks is not None and args.front_chunks < 1:
-        p.error(
-            "--front-chunks must be a positive integer (1: the first front "
-            f"block, whole batch). Received: {args.front_chunks}"
-        )
     if args.dry_run:
         args.sizes, args.batches, args.base_size = "64,32", "2,3", 32
         args.width, args.steps, args.warmup = 4, 2, 1

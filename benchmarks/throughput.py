@@ -38,6 +38,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import morphhr_tf.runtime  # noqa: E402, F401  (runtime policy before TensorFlow)
 
+from cli_types import front_chunks  # noqa: E402  (benchmarks/, no TensorFlow)
+
 
 def _build(args) -> tuple:
     """``(model, what is fitted)``: ``morphhr`` is fitted through the
@@ -52,11 +54,9 @@ def _build(args) -> tuple:
     branch = None if args.detail_branch == "none" else args.detail_branch
     model = build_morphhr(base, size, detail_branch=branch)
     if args.no_xla_activations:
-        from morphhr_tf.layers import PActivation
+        from morphhr_tf.layers.p_activation import set_xla_kernels
 
-        for layer in model.layers:
-            if isinstance(layer, PActivation):
-                layer.xla_kernels = False
+        set_xla_kernels(model, False)
     if args.model == "morphhr_plain":
         return model, model
     from morphhr_tf.models.rematerialize import recompute_front
@@ -200,7 +200,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--front-chunks",
-        type=int,
+        type=front_chunks,
         default=None,
         help="slices of the batch the view recomputes the front in "
         "(default: the trainer's, morphhr_tf.models.rematerialize."
@@ -237,11 +237,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.precision == "auto":
         args.precision = _auto_precision()
-    if args.front_chunks is not None and args.front_chunks < 1:
-        p.error(
-            "--front-chunks must be a positive integer (1: the first front "
-            f"block, whole batch). Received: {args.front_chunks}"
-        )
     if args.front_chunks is None:
         from morphhr_tf.models.rematerialize import DEFAULT_FRONT_CHUNKS
 

@@ -29,6 +29,13 @@ def _p_relu_ops(x, a):
     return ops.cond(s <= 1, lambda: ops.maximum(x, sx), lambda: ops.minimum(x, sx))
 
 
+def _p_relu_backward(x, a, g):
+    """The backward pass's element-wise work for upstream gradient `g`:
+    `dx`, and the products whose sum, negated, is `a`'s gradient."""
+    dx = ops.where(x > 0, g, g * (1 - a))
+    return dx, g * ops.minimum(x, ops.zeros((), x.dtype))
+
+
 @ops.custom_gradient
 def _p_relu(x, a):
     """`(1 - a) * x + a * relu(x)` whose backward pass keeps only `x` (and `a`)."""
@@ -36,10 +43,8 @@ def _p_relu(x, a):
     def grad(*args, upstream=None):
         # TensorFlow and JAX pass the upstream gradient positionally, PyTorch
         # by keyword (see `keras.ops.custom_gradient`).
-        g = args[0] if upstream is None else upstream
-        dx = ops.where(x > 0, g, g * (1 - a))
-        da = -ops.sum(g * ops.minimum(x, ops.zeros((), x.dtype)))
-        return dx, da
+        dx, products = _p_relu_backward(x, a, args[0] if upstream is None else upstream)
+        return dx, -ops.sum(products)
 
     return _p_relu_ops(x, a), grad
 
@@ -48,21 +53,15 @@ def _p_relu(x, a):
 def _xla_p_relu():
     """`_p_relu` for TensorFlow with its element-wise work XLA-compiled, the
     same numbers bit for bit: the forward pass is one kernel (one pass over
-    `x`, where TensorFlow's ops make three), the backward pass one kernel for `dx` and
-    the products `alpha`'s gradient sums, which TensorFlow then sums. (XLA
-    on the CPU materializes a reduction's input, in float32 for bfloat16
+    `x`, where TensorFlow's ops make two), the backward pass one kernel for
+    `dx` and the products `alpha`'s gradient sums, which TensorFlow then sums.
+    (XLA on the CPU materializes a reduction's input, in float32 for bfloat16
     inputs, so the sum stays outside.) Built on first use, so importing the
     layer imports no TensorFlow."""
     import tensorflow as tf
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
-    def forward(x, a):
-        return _p_relu_formula(x, a)
-
-    @tf.function(jit_compile=True, reduce_retracing=True)
-    def backward(x, a, g):
-        products = g * tf.minimum(x, tf.zeros((), x.dtype))
-        return tf.where(x > 0, g, g * (1 - a)), products
+    forward = tf.function(_p_relu_formula, jit_compile=True, reduce_retracing=True)
+    backward = tf.function(_p_relu_backward, jit_compile=True, reduce_retracing=True)
 
     @tf.custom_gradient
     def p_relu(x, a):
@@ -85,12 +84,14 @@ class PActivation(keras.layers.Layer):
     as `x + a * (phi(x) - x)`, so `a = 0` returns `x` bit for bit. `a` is one
     learned scalar per layer.
 
-    With `relu`, the backward pass keeps only the input, and on the
-    TensorFlow backend a training call (`training=True`, as in `fit`) runs
-    the forward and the backward pass each as one XLA-compiled kernel: the
-    same numbers (to float rounding) at about half the time of TensorFlow's
-    separate full-size element-wise ops. Inference and the exported serving
-    signatures use plain ops, so a served model needs no XLA.
+    With `relu` it is computed as `where(x > 0, x, (1 - a) * x)` (still `x`
+    bit for bit at `a = 0`), and the backward pass keeps only the input. On
+    the TensorFlow backend a training call (`training=True`, as in `fit`)
+    runs the forward pass, and the backward pass's element-wise work, each as
+    one XLA-compiled kernel, with the same bits as TensorFlow's ops and fewer
+    full-size passes (`a`'s gradient is summed by a TensorFlow op). Inference
+    and the exported serving signatures use plain ops, so a served model
+    needs no XLA.
 
     Args:
         activation: a Keras activation name (`"relu"`, `"gelu"`, ...) or a
@@ -179,3 +180,15 @@ class PActivation(keras.layers.Layer):
             }
         )
         return config
+
+
+def set_xla_kernels(model: keras.Model, enabled: bool) -> int:
+    """Sets :class:`PActivation`'s `xla_kernels` on every P-activation among
+    `model.layers` (the morphs and `build_morphhr` build flat models);
+    returns how many it set."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False. Received: {enabled!r}")
+    layers = [la for la in model.layers if isinstance(la, PActivation)]
+    for layer in layers:
+        layer.xla_kernels = enabled
+    return len(layers)

@@ -278,12 +278,10 @@ def _training_view(
     variables, built under ``strategy`` as the model was) that recomputes
     the front in the backward pass (:func:`recompute_front`). The
     P-activations get ``config.xla_activations``."""
-    from morphhr_tf.layers import PActivation
+    from morphhr_tf.layers.p_activation import set_xla_kernels
     from morphhr_tf.models.rematerialize import recompute_front
 
-    for layer in model.layers:
-        if isinstance(layer, PActivation):
-            layer.xla_kernels = config.xla_activations
+    set_xla_kernels(model, config.xla_activations)
     if not config.xla_activations:
         _log("stage 2 trains the P-activations with TensorFlow's ops, not XLA")
     if not config.rematerialize_front:

@@ -85,13 +85,16 @@ def test_throughput_benchmark_measures_idle_and_three_models(tmp_path):
     assert "the recomputing view" in out
 
 
+@pytest.mark.parametrize("value", ["0", "two"])
 @pytest.mark.parametrize("script", ["gpu_check.py", "throughput.py"])
-def test_a_front_chunk_count_below_one_is_refused_with_the_value(script, tmp_path):
+def test_a_front_chunk_count_below_one_is_refused_with_the_value(
+    script, value, tmp_path
+):
     out = ["--out", str(tmp_path / "o.json")] if script == "gpu_check.py" else []
     done = subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *out, "--front-chunks", "0"],
+        [sys.executable, f"benchmarks/{script}", *out, "--front-chunks", value],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "--front-chunks must be a positive integer" in done.stderr
-    assert "Received: 0" in done.stderr
+    assert "argument --front-chunks: must be a positive integer" in done.stderr
+    assert f"Received: {value}" in done.stderr

@@ -244,3 +244,19 @@ def test_xla_kernels_false_keeps_tensorflows_ops(monkeypatch):
     assert PActivation.from_config(config).xla_kernels is True
     with pytest.raises(ValueError, match="xla_kernels must be True or False"):
         PActivation("relu", xla_kernels="no")
+
+
+def test_set_xla_kernels_sets_every_p_activation_of_a_model():
+    from morphhr_tf.layers.p_activation import set_xla_kernels
+
+    inputs = keras.Input((4,))
+    x = PActivation("relu", name="a")(inputs)
+    x = keras.layers.Dense(3)(x)
+    x = PActivation("gelu", name="b")(x)
+    model = keras.Model(inputs, x)
+    assert set_xla_kernels(model, False) == 2
+    assert [model.get_layer(n).xla_kernels for n in "ab"] == [False, False]
+    assert set_xla_kernels(model, True) == 2
+    assert [model.get_layer(n).xla_kernels for n in "ab"] == [True, True]
+    with pytest.raises(ValueError, match="enabled must be True or False. Received: 1"):
+        set_xla_kernels(model, 1)
