@@ -3,10 +3,12 @@
 Small, sparse structures (microcalcification-like specks a pixel wide) vanish
 in a stride-4 stem and are diluted by a global *average* pool over a large
 image. :func:`add_detail_branch` adds beside the trunk a detector that looks
-at full resolution and pools with a global *maximum*: three 3x3 conv + BN +
-ReLU blocks, each followed by a 2x2 max-pool (at full resolution, /2 and /4),
-a 3x3 conv at /8 and a global max pool, then a dense layer whose logits are
-**added** to the trunk's logits before the final activation.
+at full resolution and pools with a global *maximum*: three blocks of 3x3
+conv + BN, 2x2 max-pool and ReLU (at full resolution, /2 and /4; the ReLU
+after the pool gives the same values and gradients as before it, on a
+quarter of the pixels), a 3x3 conv at /8 and a global max pool, then a dense
+layer whose logits are **added** to the trunk's logits before the final
+activation.
 
 The batch norms are :class:`~morphhr_tf.layers.LeanBatchNormalization`: at
 full resolution, Keras' layer would keep float32 copies of its input for the
@@ -74,8 +76,10 @@ def _detector(x, channels: Sequence[int], prefix: str, seed: int | None = None):
     for i in range(3):  # at full resolution, /2 and /4
         x = conv(x, i)
         x = LeanBatchNormalization(name=f"{prefix}{i}_bn")(x)
-        x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
+        # ReLU after the max pool: the same values and gradients (a maximum
+        # commutes with a non-decreasing function), on a quarter of the pixels.
         x = L.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
+        x = L.Activation("relu", name=f"{prefix}{i}_relu")(x)
     x = conv(x, 3, bias=True)
     return L.GlobalMaxPooling2D(name=f"{prefix}max_pool")(x)
 

@@ -195,7 +195,8 @@ def sliced_norm_blocks(
     model: keras.Model, conv_names: list[str], chunks: int
 ) -> keras.Model:
     """The same function as `model`, each block `conv -> batch norm -> ReLU
-    -> max pool` that starts at a conv of `conv_names` trained as one
+    -> max pool` (or `... -> max pool -> ReLU`, the same function) that starts
+    at a conv of `conv_names` trained as one
     :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` (its
     backward pass recomputes the block in `chunks` slices of the batch).
 
@@ -207,11 +208,12 @@ def sliced_norm_blocks(
 
     Raises:
         ValueError: if a named layer is missing, is not followed by batch
-            norm, ReLU and max pool each reading only the previous one's
-            output, or the four layers are not of the kinds the block takes.
+            norm, ReLU and max pool (or max pool and ReLU) each reading only
+            the previous one's output, or the four layers are not of the
+            kinds the block takes.
     """
     graph = Graph(model)
-    blocks, skipped = {}, set()
+    blocks, last_calls, skipped = {}, {}, set()
     for name in conv_names:
         calls = [graph.call_of(name)]
         for _ in range(3):
@@ -222,10 +224,13 @@ def sliced_norm_blocks(
                 raise ValueError(
                     f"The block at {name!r}: the output of {calls[-1].name!r} is "
                     f"read by {[c.name for c in readers]}; a sliced block needs "
-                    "conv -> batch norm -> ReLU -> max pool, each read only by "
-                    "the next."
+                    "conv -> batch norm -> ReLU -> max pool (or max pool -> "
+                    "ReLU), each read only by the next."
                 )
             calls.append(readers[0])
+        last_calls[id(calls[0].layer)] = calls[-1]
+        if isinstance(calls[2].layer, keras.layers.MaxPooling2D):
+            calls[2], calls[3] = calls[3], calls[2]  # pool(relu(.)) == relu(pool(.))
         check_block(*(call.layer for call in calls))
         blocks[id(calls[0].layer)] = calls
         skipped.update(id(call.layer) for call in calls[1:])
@@ -241,7 +246,7 @@ def sliced_norm_blocks(
         block = SlicedNormBlock(
             conv, norm, relu, pool, chunks=chunks, name=f"sliced_{conv.name}"
         )
-        last = blocks[id(call.layer)][-1]
+        last = last_calls[id(call.layer)]
         tensors[id(last.outputs[0])] = block(tensors[id(call.inputs[0])])
     return _rebuilt(model, inputs, tensors, model.name)
 

@@ -1,10 +1,11 @@
 """Conv, batch norm, ReLU and max pool, recomputed one slice of the batch at a time.
 
-The detail branch's first block runs a 3x3 conv, batch norm and ReLU on 16
-channels at full resolution before its first max pool. Trained as it is, the
-backward pass keeps the conv's output (for the batch norm) and the ReLU's
-(for the max pool): at 896 px, batch 16, bfloat16, 0.4 GB each per detector,
-the largest tensors of MorphHR. Batch norm's statistics span the whole
+The detail branch's first block runs a 3x3 conv and batch norm on 16
+channels at full resolution, then its first max pool and a ReLU (the ReLU
+may also come before the pool: the same function). Trained as it is, the
+backward pass keeps the conv's output (for the batch norm) and the max
+pool's full-resolution input: at 896 px, batch 16, bfloat16, 0.4 GB each per
+detector, the largest tensors of MorphHR. Batch norm's statistics span the whole
 batch, so :func:`~morphhr_tf.models.chunked_remat.chunked_remat` cannot
 recompute the block slice by slice. :class:`SlicedNormBlock` can. It keeps
 its input, its output (which the next layer keeps anyway), the batch's

@@ -99,3 +99,61 @@ def test_refusals(base):
         add_detail_branch(headless)
     with pytest.raises(ValueError, match="detail_branch must be None or one of"):
         build_morphhr(base, 2 * S, detail_branch="yes")
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_relu_after_the_pool_gives_the_values_and_gradients_of_relu_before_it(policy):
+    # The branch's blocks pool before their ReLU; the same block with the
+    # ReLU first must give the same bits, forward and backward, ties and
+    # all-negative windows included (values on a coarse grid make ties).
+    import tensorflow as tf
+
+    from morphhr_tf.layers import LeanBatchNormalization
+
+    def block(relu_first):
+        inputs = keras.Input((8, 8, 2))
+        x = keras.layers.Conv2D(3, 3, padding="same", use_bias=False, name="conv")(
+            inputs
+        )
+        x = LeanBatchNormalization(name="bn")(x)
+        relu = keras.layers.Activation("relu", name="relu")
+        pool = keras.layers.MaxPooling2D(2, name="pool")
+        x = pool(relu(x)) if relu_first else relu(pool(x))
+        return keras.Model(inputs, keras.layers.Flatten()(x))
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        before, after = block(True), block(False)
+        rng = np.random.default_rng(3)
+        for a, b in zip(before.weights, after.weights, strict=True):
+            value = rng.normal(size=a.shape).astype("float32")
+            a.assign(value)
+            b.assign(value)
+        before.get_layer("bn").gamma.assign(np.array([1.5, -0.5, 0.0], "float32"))
+        after.get_layer("bn").gamma.assign(np.array([1.5, -0.5, 0.0], "float32"))
+        x = tf.constant(np.round(rng.normal(size=(4, 8, 8, 2)) * 2) / 2, tf.float32)
+        upstream = tf.constant(rng.normal(size=(4, 48)), tf.float32)
+        results = []
+        for model in (before, after):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = model(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+            grads = tape.gradient(loss, [x, *model.trainable_variables])
+            results.append([np.asarray(y), *(np.asarray(g) for g in grads)])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_branch_pools_before_its_relu(base):
+    model = add_detail_branch(base, seed=1)
+    names = [
+        layer.name for layer in model.layers if layer.name.startswith(DETAIL_PREFIX)
+    ]
+    for i in range(3):
+        assert names.index(f"{DETAIL_PREFIX}{i}_pool") < names.index(
+            f"{DETAIL_PREFIX}{i}_relu"
+        )

@@ -13,12 +13,19 @@ from morphhr_tf.models.sliced_norm_block import SlicedNormBlock
 L = keras.layers
 
 
-def _model(bias=False, activation="relu", strides=None, norm=LeanBatchNormalization):
+def _model(
+    bias=False,
+    activation="relu",
+    strides=None,
+    norm=LeanBatchNormalization,
+    pool_first=False,
+):
     inputs = keras.Input((12, 12, 2))
     x = L.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
     x = norm(name="bn")(x)
-    x = L.Activation(activation, name="relu")(x)
-    x = L.MaxPooling2D(2, strides=strides, name="pool")(x)
+    relu = L.Activation(activation, name="relu")
+    pool = L.MaxPooling2D(2, strides=strides, name="pool")
+    x = relu(pool(x)) if pool_first else pool(relu(x))
     x = L.Conv2D(3, 3, padding="same", name="next")(x)
     outputs = L.Dense(1, name="dense")(L.Flatten(name="flat")(x))
     model = keras.Model(inputs, outputs)
@@ -50,13 +57,15 @@ def _moving(model):
     return np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)
 
 
+@pytest.mark.parametrize("pool_first", [False, True])
 @pytest.mark.parametrize("batch,chunks", [(8, 4), (5, 2), (3, 4)])
-def test_gradients_and_moving_statistics_equal_the_layers(batch, chunks):
+def test_gradients_and_moving_statistics_equal_the_layers(batch, chunks, pool_first):
     # Three models with the same weights: the plain layers, and the view
     # with a sliced block. Loss bit for bit; every gradient within 1e-5 of
-    # the largest; moving statistics updated once, to 1e-6.
+    # the largest; moving statistics updated once, to 1e-6. The block may
+    # pool before its ReLU (as the detail branch does) or after it.
     x = _images(batch)
-    plain, viewed = _model(), _model()
+    plain, viewed = _model(pool_first=pool_first), _model(pool_first=pool_first)
     view = sliced_norm_blocks(viewed, ["conv"], chunks)
     assert isinstance(view.get_layer("sliced_conv"), SlicedNormBlock)
     loss_a, grads_a = _step(plain, x)
@@ -84,8 +93,9 @@ def test_gradients_under_bfloat16_agree_to_its_precision():
         assert float(tf.reduce_max(tf.abs(a - b))) <= 2**-5 * scale, var.path
 
 
-def test_inference_calls_the_layers():
-    model = _model()
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_inference_calls_the_layers(pool_first):
+    model = _model(pool_first=pool_first)
     view = sliced_norm_blocks(model, ["conv"], 2)
     x = _images(4)
     np.testing.assert_array_equal(np.asarray(view(x)), np.asarray(model(x)))
