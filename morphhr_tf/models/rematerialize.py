@@ -213,7 +213,7 @@ def sliced_norm_blocks(
             kinds the block takes.
     """
     graph = Graph(model)
-    blocks, last_calls, skipped = {}, {}, set()
+    blocks, skipped = {}, set()
     for name in conv_names:
         calls = [graph.call_of(name)]
         for _ in range(3):
@@ -228,12 +228,15 @@ def sliced_norm_blocks(
                     "ReLU), each read only by the next."
                 )
             calls.append(readers[0])
-        last_calls[id(calls[0].layer)] = calls[-1]
-        if isinstance(calls[2].layer, keras.layers.MaxPooling2D):
-            calls[2], calls[3] = calls[3], calls[2]  # pool(relu(.)) == relu(pool(.))
-        check_block(*(call.layer for call in calls))
-        blocks[id(calls[0].layer)] = calls
-        skipped.update(id(call.layer) for call in calls[1:])
+        layers = [call.layer for call in calls]
+        if isinstance(layers[2], keras.layers.MaxPooling2D):
+            layers[2], layers[3] = (
+                layers[3],
+                layers[2],
+            )  # pool(relu(.)) == relu(pool(.))
+        check_block(*layers)
+        blocks[id(layers[0])] = (layers, calls[-1])
+        skipped.update(id(layer) for layer in layers[1:])
     inputs = new_inputs(model)
     tensors = {id(old): new for old, new in zip(model.inputs, inputs)}
     for call in graph.calls:
@@ -242,11 +245,10 @@ def sliced_norm_blocks(
         if id(call.layer) not in blocks:
             _apply(call, tensors)
             continue
-        conv, norm, relu, pool = (c.layer for c in blocks[id(call.layer)])
+        (conv, norm, relu, pool), last = blocks[id(call.layer)]
         block = SlicedNormBlock(
             conv, norm, relu, pool, chunks=chunks, name=f"sliced_{conv.name}"
         )
-        last = last_calls[id(call.layer)]
         tensors[id(last.outputs[0])] = block(tensors[id(call.inputs[0])])
     return _rebuilt(model, inputs, tensors, model.name)
 
