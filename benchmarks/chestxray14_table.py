@@ -50,27 +50,16 @@ import time
 import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
 
 from chestxray14_table_report import ROWS, write_labels, write_results
-from paper_table import _start_stage, _StepTimer
+from table_protocol import StepTimer, TableProfile, split_glob, start_stage
 
 from morphhr_tf.data.adapters.chestxray14 import FINDINGS
 from morphhr_tf.training.config import TrainingConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    patients: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Profile(TableProfile):
     base_size: int  # S
     scale: int  # k: the high-resolution rows take k * S
-    width: int
-    batch_size: int
-    base_steps: int
-    steps: int
-    learning_rate: float  # the base's
-    #: Every row trains once per rate here and keeps the best eval mean AUC.
-    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-    trunk_lr_multiplier: float = 0.1
-    front_channels: int = 8
-    detail_branch: str = TrainingConfig.detail_branch
     #: Off, as in the published run (docs/results_chestxray14_cpu.md): then,
     #: the package's augmentation also flipped chest radiographs up-down; it
     #: no longer does (input_pipeline.augment_image(flip=False)).
@@ -78,7 +67,6 @@ class Profile:
     n_bootstrap: int = 2000
     #: Stop unless every finding has a positive in eval and test.
     strict_findings: bool = True
-    seed: int = 0
 
     @property
     def size(self) -> int:
@@ -89,19 +77,25 @@ class Profile:
 PROFILES = {
     # One rate, so that the test runs in under two minutes.
     "smoke": Profile(
-        100, 32, 4, 4, 8, 4, 4, 2e-3, (1e-3,), n_bootstrap=500, strict_findings=False
+        patients=100,
+        width=4,
+        batch_size=8,
+        base_steps=4,
+        steps=4,
+        learning_rate=2e-3,
+        lrs=(1e-3,),
+        base_size=32,
+        scale=4,
+        n_bootstrap=500,
+        strict_findings=False,
     ),
     # S = 64, 4S = 256: 9 runs plus the base in about 45 minutes on 2 cores.
-    "cpu": Profile(900, 64, 4, 16, 16, 300, 240, 2e-3),
+    "cpu": Profile(900, 16, 16, 300, 240, 2e-3, base_size=64, scale=4),
 }
 
 
 def _log(msg: str) -> None:
     print(f"[chestxray14_table {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def split_glob(data_dir: str, split: str) -> str:
-    return os.path.join(data_dir, f"Split-{split}", "*.gz")
 
 
 def count_positives(data: str) -> dict[str, dict[str, int]]:
@@ -231,7 +225,7 @@ def fit(model, config, splits, size, steps, label, **multipliers) -> float:
         seed=config.seed,
         num_labels=config.num_outputs,
     )
-    timer = _StepTimer(label, steps, prefix="chestxray14_table")
+    timer = StepTimer(label, steps, prefix="chestxray14_table")
     model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
     if not getattr(timer, "steps", 0):
         return float("nan")
@@ -272,7 +266,7 @@ def train_base(profile: Profile, work: str) -> None:
     from morphhr_tf.models import resnet18
     from morphhr_tf.training.checks import auc
 
-    _start_stage(profile)
+    start_stage(profile)
     config = protocol_config(profile, profile.learning_rate)
     data = os.path.join(work, "tfrecords")
     size = profile.base_size
@@ -337,7 +331,7 @@ def run_row(profile: Profile, work: str, row: str, lr: float) -> dict:
     from morphhr_tf.training.checks import auc
 
     keras.backend.clear_session()
-    policy = _start_stage(profile)
+    policy = start_stage(profile)
     config = protocol_config(profile, lr)
     data = os.path.join(work, "tfrecords")
     model, size, multipliers, check = row_model(profile, work, row, config)

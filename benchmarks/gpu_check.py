@@ -28,35 +28,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 
 from cli_types import front_chunks
+from peak_memory import peak_memory_mb
 
 os.environ.setdefault("MORPHHR_MODEL_SIDE_ONLY", "1")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _peak_bytes() -> tuple[float, str]:
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        device = jax.local_devices()[0]
-        stats = device.memory_stats() if device.platform != "cpu" else None
-        if stats:
-            return float(stats.get("peak_bytes_in_use", 0)), f"{device.platform} peak"
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return float(torch.cuda.max_memory_allocated()), "cuda peak"
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
-    return rss, "peak RSS"
 
 
 def run_one(model_kind: str, size: int, batches: list[int], args):
@@ -96,11 +76,11 @@ def run_one(model_kind: str, size: int, batches: list[int], args):
         for _ in range(args.steps):
             loss = fitted.train_on_batch(x, y)
         seconds = time.perf_counter() - start
-        peak, kind = _peak_bytes()
+        peak, kind = peak_memory_mb()
         yield {
             "model": model_kind, "size": size, "batch": batch,
             "img_per_s": args.steps * batch / seconds,
-            "step_ms": 1e3 * seconds / args.steps, "peak_mb": peak / 2**20,
+            "step_ms": 1e3 * seconds / args.steps, "peak_mb": peak,
             "memory": kind, "loss": float(np.ravel(loss)[0]),
             "params": int(model.count_params()),
         }  # fmt: skip

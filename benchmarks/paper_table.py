@@ -44,36 +44,32 @@ import time
 import morphhr_tf.runtime  # noqa: F401  (runtime policy before TensorFlow)
 
 from paper_table_report import ROW_NAMES, write_results
+from peak_memory import peak_memory_mb
+from table_protocol import StepTimer, TableProfile, split_glob, start_stage
 
 from morphhr_tf.training.config import TrainingConfig
 
 
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    patients: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Profile(TableProfile):
     synthetic_rows: int
+    #: S of the rows; the base trains at the smallest, the data is stored at
+    #: the largest.
     sizes: tuple[int, ...]
-    width: int
-    batch_size: int
-    base_steps: int
-    steps: int
-    learning_rate: float
-    #: Every row trains once per learning rate here and keeps the one with the
-    #: best eval AUC (the same grid, steps and data for every row).
-    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-    trunk_lr_multiplier: float = 0.1
-    front_channels: int = 8
-    #: The trainer's default, so the table measures what users get.
-    detail_branch: str = TrainingConfig.detail_branch
     fine_detail: bool = True
-    seed: int = 0
 
 
 PROFILES = {
-    "smoke": Profile(24, 256, (32, 64, 128), 4, 8, 20, 10, 2e-3, lrs=(1e-3,)),
+    "smoke": Profile(
+        24, 4, 8, 20, 10, 2e-3, lrs=(1e-3,), synthetic_rows=256, sizes=(32, 64, 128)
+    ),
     # S = 64 / 128 / 256 so that 18 runs fit the 90-minute budget on 2 cores.
-    "cpu": Profile(300, 512, (64, 128, 256), 16, 16, 600, 600, 2e-3),
-    "gpu": Profile(600, 2048, (224, 448, 896), 64, 32, 3000, 3000, 1e-3),
+    "cpu": Profile(
+        300, 16, 16, 600, 600, 2e-3, synthetic_rows=512, sizes=(64, 128, 256)
+    ),
+    "gpu": Profile(
+        600, 64, 32, 3000, 3000, 1e-3, synthetic_rows=2048, sizes=(224, 448, 896)
+    ),
 }
 
 
@@ -81,22 +77,6 @@ def _log(msg: str) -> None:
     print(
         f"[paper_table {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True
     )
-
-
-def _peak_memory_mb() -> tuple[float, str]:
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return tf.config.experimental.get_memory_info("GPU:0")[
-            "peak"
-        ] / 2**20, "GPU peak"
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
-
-
-def _split_glob(data_dir: str, split: str) -> str:
-    return os.path.join(data_dir, f"Split-{split}", "*.gz")
 
 
 def prepare_data(profile: Profile, work: str, workers: int) -> dict:
@@ -153,18 +133,6 @@ def protocol_config(profile: Profile, learning_rate: float) -> TrainingConfig:
     )
 
 
-def _start_stage(profile: Profile) -> str:
-    """The process's precision policy and seed, first thing in every stage."""
-    import keras
-
-    from morphhr_tf.training.precision import select_precision
-
-    policy = select_precision("auto")
-    keras.config.set_dtype_policy(policy)
-    keras.utils.set_random_seed(profile.seed)
-    return policy
-
-
 def _fit(model, config, data, size, steps, callbacks=(), **multipliers) -> None:
     """Trains ``model`` for ``steps`` steps of the train split at ``size`` px:
     the package's layer-wise AdamW (``compile_layerwise``; ``multipliers``
@@ -174,7 +142,7 @@ def _fit(model, config, data, size, steps, callbacks=(), **multipliers) -> None:
 
     compile_layerwise(model, config, steps, **multipliers)
     ds = make_dataset(
-        _split_glob(data, "train"), resolution=size, batch_size=config.batch_size,
+        split_glob(data, "train"), resolution=size, batch_size=config.batch_size,
         training=True, balance=config.balance, augment=config.augment,
         seed=config.seed,
     )  # fmt: skip
@@ -188,40 +156,11 @@ def _fit(model, config, data, size, steps, callbacks=(), **multipliers) -> None:
     )
 
 
-class _StepTimer:
-    """Keras callback: wall time of the steps after the first (tracing) one,
-    and a progress line every tenth of ``total`` steps (a row trains for
-    minutes; Keras' ``verbose=2`` prints once per epoch)."""
-
-    def __new__(cls, label: str = "", total: int = 0, prefix: str = "paper_table"):
-        import keras
-
-        every = max(total // 10, 1)
-
-        class Timer(keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                now = time.perf_counter()
-                if not hasattr(self, "start"):
-                    self.start, self.steps = now, 0
-                else:
-                    self.steps += 1
-                    self.end = now
-                if total and (batch + 1) % every == 0:
-                    loss = (logs or {}).get("loss", float("nan"))
-                    print(
-                        f"[{prefix}] {label} step {batch + 1}/{total} "
-                        f"loss {float(loss):.4f}",
-                        flush=True,
-                    )
-
-        return Timer()
-
-
 def train_base(profile: Profile, work: str) -> None:
     """Row 0: the shared base ResNet18 at the smallest S."""
     from morphhr_tf.models import resnet18
 
-    _start_stage(profile)
+    start_stage(profile)
     size = min(profile.sizes)
     model = resnet18((size, size, 1), width=profile.width)
     # The base trains every layer at the full rate.
@@ -241,7 +180,7 @@ def _predict_split(model, data: str, split: str, size: int, path: str) -> None:
     from morphhr_tf.data.tfrecord_codec import parse_example
 
     records = tf.data.TFRecordDataset(
-        tf.io.gfile.glob(_split_glob(data, split)), compression_type="GZIP"
+        tf.io.gfile.glob(split_glob(data, split)), compression_type="GZIP"
     ).batch(16)
     keys, labels, probs = [], [], []
     for batch in records:
@@ -305,10 +244,10 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
     from morphhr_tf.evaluation.metrics import auc
     from morphhr_tf.evaluation.report import read_predictions
 
-    policy = _start_stage(profile)
+    policy = start_stage(profile)
     data = os.path.join(work, "tfrecords")
     model, multipliers = row_model(profile, work, kind, size)
-    timer = _StepTimer(f"{kind} {size} px lr {lr:g}", profile.steps)
+    timer = StepTimer(f"{kind} {size} px lr {lr:g}", profile.steps)
     config = protocol_config(profile, lr)
     _fit(model, config, data, size, profile.steps, [timer], **multipliers)
     img_per_s = timer.steps * profile.batch_size / max(timer.end - timer.start, 1e-9)
@@ -318,7 +257,7 @@ def run_row(profile: Profile, work: str, kind: str, size: int, lr: float) -> dic
     for split in ("eval", "test"):
         _predict_split(model, data, split, size, f"{stem}_{split}.csv")
     evaluation = read_predictions(f"{stem}_eval.csv")
-    peak, what = _peak_memory_mb()
+    peak, what = peak_memory_mb()
     return {
         "kind": kind, "size": size, "lr": lr, "img_per_s": img_per_s,
         "peak_mb": peak, "memory_kind": what, "predictions": f"{stem}_test.csv",

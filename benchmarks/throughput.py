@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 import morphhr_tf.runtime  # noqa: E402, F401  (runtime policy before TensorFlow)
 
 from cli_types import front_chunks  # noqa: E402  (benchmarks/, no TensorFlow)
+from peak_memory import peak_memory_mb  # noqa: E402
 
 
 def _build(args) -> tuple:
@@ -66,18 +67,6 @@ def _build(args) -> tuple:
     )
 
 
-def _peak_memory_mb() -> tuple[float, str]:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        info = tf.config.experimental.get_memory_info("GPU:0")
-        return info["peak"] / 2**20, "GPU peak"
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "peak RSS"
-
-
 def worker(args) -> dict:
     import keras
     import numpy as np
@@ -89,7 +78,7 @@ def worker(args) -> dict:
         keras.mixed_precision.set_global_policy(args.precision)
     if args.model == "idle":
         (tf.constant(np.ones((2, 2), "float32")) * 2.0).numpy()
-        peak, what = _peak_memory_mb()
+        peak, what = peak_memory_mb()
         return {"model": "idle", "size": 0, "peak_mb": peak, "memory_kind": what}
     model, fitted = _build(args)
     fitted.compile(
@@ -109,7 +98,7 @@ def worker(args) -> dict:
     for _ in range(args.steps):
         loss = fitted.train_on_batch(x, y)
     elapsed = time.perf_counter() - start
-    peak, what = _peak_memory_mb()
+    peak, what = peak_memory_mb()
     flops = 3.0 * 2.0 * forward_macs(model)  # 2 FLOPs per MAC, x3 for training
     images_per_s = args.batch * args.steps / elapsed
     return {
