@@ -129,7 +129,7 @@ def train_models(args, data: str):
     _log(f"stage 1 done in {time.perf_counter() - t0:.0f} s ({policy})")
     datasets = make_datasets(splits, config.resolution, config, strategy)
     model, front, check = trainer.morph(base, config, splits, strategy)
-    s2 = trainer.train_morphhr(
+    s2, _ = trainer.train_morphhr(
         model, front, datasets, base_eval, config, strategy, steps=args.steps,
         log_dir=logs,
     )  # fmt: skip

@@ -1,8 +1,9 @@
 """What the trainer computes on the eval split once training is done: the
 calibration the SavedModel applies, the operating points and the model card.
 
-:func:`finalize` runs the trained model once over the eval split (in record
-order, with each record's slicing columns), fits ``config.calibration``
+:func:`finalize` takes the trained model's pass over the eval split (the
+trainer's last pass, or its own when given none; in record order, with each
+record's slicing columns), fits ``config.calibration``
 (Platt scaling by default; :mod:`morphhr_tf.evaluation.calibration`) on it,
 measures the expected calibration error before and after, computes the
 operating points on the calibrated (served) probabilities and builds the
@@ -138,8 +139,19 @@ def finalize(
     summary: dict[str, Any],
     config: TrainingConfig,
     eval_files: list[str],
+    eval_pass: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The calibration, operating points and model card of a trained model.
+
+    Args:
+        model, summary, config: the trained model, the trainer's summary
+            and its options.
+        eval_files: the eval split's TFRecord globs.
+        eval_pass: ``(probabilities, labels)`` of ``model`` over
+            ``eval_files`` in record order, as
+            :func:`~morphhr_tf.training.checks.predict` gives them (the
+            trainer passes its own last pass, so the split is not predicted
+            twice); ``None`` predicts it here.
 
     Returns:
         ``{"calibration": Calibration | None, "operating_points": [...],
@@ -147,14 +159,21 @@ def finalize(
         eval-split ECE before and after).
     """
     names = config.label_list or None
-    dataset = make_dataset(
-        eval_files,
-        resolution=config.resolution,
-        batch_size=MORPH_CHECK_BATCH_SIZE,
-        training=False,
-        num_labels=len(names) if names else None,
-    )
-    probs, labels = predict(model, dataset)
+    if eval_pass is None:
+        dataset = make_dataset(
+            eval_files,
+            resolution=config.resolution,
+            batch_size=MORPH_CHECK_BATCH_SIZE,
+            training=False,
+            num_labels=len(names) if names else None,
+        )
+        eval_pass = predict(model, dataset)
+    probs, labels = (np.asarray(a) for a in eval_pass)
+    if len(probs) != len(labels):
+        raise ValueError(
+            "eval_pass must hold as many probabilities as labels. "
+            f"Received: {len(probs)} probabilities and {len(labels)} labels"
+        )
     calibration, served, cal_info = None, probs, None
     if config.calibration != "none":
         calibration, identity = fit_served_calibration(
@@ -174,6 +193,12 @@ def finalize(
     if not names:
         keys = (*F.SLICE_FEATURES, F.PATIENT_KEY)
         features = read_string_features(eval_files, tuple(dict.fromkeys(keys)))
+        if len(features[F.PATIENT_KEY]) != len(labels):
+            raise ValueError(
+                f"eval_pass holds {len(labels)} records, the eval files "
+                f"{len(features[F.PATIENT_KEY])}: pass the model's pass over "
+                "eval_files in record order, or None to predict it here"
+            )
         slices = {k: features[k] for k in F.SLICE_FEATURES}
         levels = level_aucs(labels, served, features)
         summary["levels"] = levels

@@ -154,8 +154,13 @@ def warm_start(
     steps: int,
     log_dir: str,
     base_model_path: str,
-) -> tuple[keras.Model, dict[str, Any]]:
-    """Trains the previous run's Keras model further at ``config.resolution``."""
+) -> tuple[keras.Model, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """Trains the previous run's Keras model further at ``config.resolution``.
+
+    Returns:
+        ``(model, summary, (probabilities, labels))``: the last is the
+        trained model's eval pass.
+    """
     _log(f"warm start from the previous model {base_model_path}")
     datasets = make_datasets(splits, config.resolution, config, strategy)
     with strategy.scope():
@@ -171,8 +176,9 @@ def warm_start(
         log_dir=stage_dir,
         loss=splits.loss(config),
     )
-    summary["auc_final"] = evaluate_auc(model, datasets[1])
-    return model, summary
+    p_final, labels = predict(model, datasets[1])
+    summary["auc_final"] = auc(labels, p_final)
+    return model, summary, (p_final, labels)
 
 
 def train_base(
@@ -318,11 +324,15 @@ def train_morphhr(
     steps: int,
     log_dir: str,
     loss: keras.losses.Loss | None = None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Stage 2: the front at the morph learning rate, the trunk at a fraction.
 
     ``base_eval`` is the base's eval pass, compared with MorphHR's after it;
     ``loss`` the training loss (``Splits.loss``).
+
+    Returns:
+        ``(summary, (probabilities, labels))``: the last is the trained
+        model's eval pass.
     """
     _log(f"stage 2: MorphHR at {config.resolution} px, {steps} steps")
     view = _training_view(model, config, strategy)
@@ -366,7 +376,7 @@ def train_morphhr(
         f"{config.base_resolution} px: "
         f"{gain['difference']:+.4f}, DeLong p = {gain['delong_p']:.3g}"
     )
-    return summary
+    return summary, (p_final, labels)
 
 
 def train(
@@ -378,8 +388,9 @@ def train(
     log_dir: str,
     strategy: tf.distribute.Strategy,
     base_model_path: str | None = None,
-) -> tuple[keras.Model, dict[str, Any]]:
-    """Trains the configured model; returns it with a summary dict.
+) -> tuple[keras.Model, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """Trains the configured model; returns it with a summary dict and its
+    eval pass.
 
     Args:
         config: the training options.
@@ -391,15 +402,18 @@ def train(
             ``config.pretrained == "base_model"``.
 
     Returns:
-        ``(model, summary)``; ``summary`` holds the AUCs per stage.
+        ``(model, summary, (probabilities, labels))``: ``summary`` holds the
+        AUCs per stage; the last is the trained model's pass over the eval
+        split in record order (:func:`~morphhr_tf.training.checks.predict`),
+        which :func:`~morphhr_tf.training.finalize.finalize` reuses.
     """
     splits, summary = read_splits(config, strategy, train_files, eval_files)
     run = dict(steps=steps, log_dir=log_dir)
     if config.pretrained == "base_model" and base_model_path:
-        model, part = warm_start(
+        model, part, eval_pass = warm_start(
             config, splits, strategy, base_model_path=base_model_path, **run
         )
-        return model, {**summary, **part}
+        return model, {**summary, **part}, eval_pass
     if config.pretrained == "base_model":
         _log("pretrained='base_model' but the Trainer has no base_model input")
     base, base_eval, part = train_base(config, splits, strategy, **run)
@@ -408,24 +422,23 @@ def train(
         summary["auc_final"] = summary["auc_base"]
         if "per_label_auc_base" in summary:
             summary["per_label_auc"] = summary["per_label_auc_base"]
-        return base, summary
+        return base, summary, base_eval
     # Built before the morph, as the datasets always were.
     datasets = make_datasets(splits, config.resolution, config, strategy)
     model, front, check = morph(base, config, splits, strategy)
     summary.update(check)
-    summary.update(
-        train_morphhr(
-            model,
-            front,
-            datasets,
-            base_eval,
-            config,
-            strategy,
-            loss=splits.loss(config),
-            **run,
-        )
+    part, eval_pass = train_morphhr(
+        model,
+        front,
+        datasets,
+        base_eval,
+        config,
+        strategy,
+        loss=splits.loss(config),
+        **run,
     )
-    return model, summary
+    summary.update(part)
+    return model, summary, eval_pass
 
 
 def _save_outputs(
@@ -522,7 +535,7 @@ def run_fn(fn_args) -> None:
         )
         base_model_path = _base_model_path(fn_args)
         start = time.time()
-        model, summary = train(
+        model, summary, eval_pass = train(
             config,
             train_files=fn_args.train_files,
             eval_files=fn_args.eval_files,
@@ -541,7 +554,9 @@ def run_fn(fn_args) -> None:
             train_seconds=round(time.time() - start, 1),
         )
         keras.config.set_dtype_policy(previous_policy)
-        final = finalize(model, summary, config, fn_args.eval_files)
+        final = finalize(
+            model, summary, config, fn_args.eval_files, eval_pass=eval_pass
+        )
         _save_outputs(model, summary, config, serving_model_dir, model_run_dir, final)
         # The Trainer checks serving_model_dir on every worker: leave only
         # once the chief has written it.

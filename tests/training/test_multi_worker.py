@@ -68,11 +68,11 @@ _TRAIN_SCRIPT = textwrap.dedent(
     original = trainer.train
 
     def spy(*args, **kwargs):
-        model, summary = original(*args, **kwargs)
+        model, summary, eval_pass = original(*args, **kwargs)
         np.savez(os.path.join(out, f"weights_{tag}.npz"),
                  **{f"{i:03d}": w for i, w in enumerate(model.get_weights())})
         report.update(summary=summary, log_dir=kwargs["log_dir"])
-        return model, summary
+        return model, summary, eval_pass
 
     trainer.train = spy
 

@@ -147,7 +147,7 @@ def test_morphhr_trains_every_label_and_the_morph_preserves_each(
 ):
     config = _config()
     keras.utils.set_random_seed(0)
-    model, summary = trainer.train(
+    model, summary, _ = trainer.train(
         config,
         train_files=[multi_splits["train"]],
         eval_files=[multi_splits["eval"]],
