@@ -26,6 +26,10 @@ package:
   front (``rematerialize_front=False``);
 - ``chunks=K``: the view recomputes the front in K slices of the batch
   (``front_recompute_chunks``; 1: the first front block, whole batch);
+- ``xla=0``: the P-activations train as TensorFlow's ops, not XLA kernels
+  (``xla_activations=False``);
+- ``branch=B``: the detail branch ``B`` (``none``, ``zeros`` or
+  ``antithetic``; ``detail_branch``);
 - ``replicas=N``: the CPU split into N logical devices and
   ``strategy="mirrored"`` (data parallel: N model replicas run at once, each
   on ``batch_size / N`` images);
@@ -74,12 +78,16 @@ def parse_variant(text: str) -> dict:
             out["remat"] = value == "1"
         elif key == "chunks" and value.isdigit() and int(value) > 0:
             out["chunks"] = int(value)
+        elif key == "xla" and value in ("0", "1"):
+            out["xla"] = value == "1"
+        elif key == "branch" and value in ("none", "zeros", "antithetic"):
+            out["branch"] = value
         elif key == "threads" and len(value.split(",")) == 2:
             out["threads"] = tuple(int(v) for v in value.split(","))
         else:
             raise ValueError(
-                "variant parts are baseline, jit, spe=K, replicas=N, remat=0|1, chunks=K or "
-                "threads=I,J. "
+                "variant parts are baseline, jit, spe=K, replicas=N, remat=0|1, "
+                "chunks=K, xla=0|1, branch=none|zeros|antithetic or threads=I,J. "
                 f"Received: {part!r}"
             )
     return out
@@ -143,14 +151,13 @@ def run_variant(data: str, steps: int, variant: dict) -> dict:
     from morphhr_tf.training.strategy import select_strategy
     from pipelines.configs import PROFILES
 
+    options = {"remat": "rematerialize_front", "chunks": "front_recompute_chunks"}
+    options.update(xla="xla_activations", branch="detail_branch")
     config = dataclasses.replace(
         PROFILES["cpu"].training,
         base_steps=steps,
         epochs=1,
-        rematerialize_front=variant.get("remat", True),
-        **(
-            {"front_recompute_chunks": variant["chunks"]} if "chunks" in variant else {}
-        ),
+        **{field: variant[key] for key, field in options.items() if key in variant},
     )
     proc, figures = psutil.Process(), []
     fit = stages.fit
