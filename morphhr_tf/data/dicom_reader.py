@@ -226,7 +226,8 @@ class MappedImage:
     ``image[rows, cols]`` (basic slices) maps only those pixels, float32 in
     [0, 1], the numbers of the same slice of the mapped image; ``np.asarray``
     maps them all. Args: ``stored``, the H x W pixel values (8/16-bit integers
-    with ``table``, else already mapped); ``table``, :func:`_lut_table`'s.
+    with ``table``, else already mapped); ``table``, :func:`_lut_table`'s: an
+    entry for every value of ``stored``'s dtype, indexed by its unsigned bits.
     """
 
     ndim = 2
@@ -237,6 +238,12 @@ class MappedImage:
             raise ValueError(
                 "MappedImage needs a 2-D image, of 8/16-bit integers with a table. "
                 f"Received: shape={stored.shape}, dtype={stored.dtype}"
+            )
+        if table is not None and np.shape(table) != (2 ** (8 * stored.itemsize),):
+            raise ValueError(
+                "MappedImage's table needs an entry for every value of the "
+                f"pixels' dtype: {2 ** (8 * stored.itemsize)} for {stored.dtype}. "
+                f"Received: a table of shape {np.shape(table)}"
             )
         self.stored = stored
         self.table = table
@@ -251,11 +258,34 @@ class MappedImage:
             return np.asarray(part, dtype=np.float32)
         if part.dtype.kind == "i":  # index by the unsigned view of the same bits
             part = part.view(f"u{part.dtype.itemsize}")
-        return np.take(self.table, part)
+        return _gather(self.table, part)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         full = self[:, :]
         return full if dtype is None else full.astype(dtype, copy=False)
+
+
+#: Pixels :func:`_gather` maps per block of rows: numpy's 64-bit copy of a
+#: block's indices (2 MiB) stays in cache, where a whole 9 MP crop's would be
+#: 72 MB of fresh pages.
+GATHER_BLOCK = 1 << 18
+
+
+def _gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``np.take(table, index)``, the same values, a block of rows at a time.
+
+    ``table`` holds an entry for every value of ``index``'s dtype (8/16-bit
+    unsigned), so no index is out of range and ``mode="clip"`` (which lets
+    numpy write into ``out`` directly) never clips.
+    """
+    if index.ndim != 2 or index.size <= GATHER_BLOCK:
+        return np.take(table, index)
+    out = np.empty(index.shape, dtype=table.dtype)
+    rows = max(1, GATHER_BLOCK // index.shape[1])
+    for start in range(0, index.shape[0], rows):
+        block = slice(start, start + rows)
+        np.take(table, index[block], out=out[block], mode="clip")
+    return out
 
 
 def _map_pixels(

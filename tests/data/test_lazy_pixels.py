@@ -197,6 +197,29 @@ def test_mapped_image_rejects_what_it_cannot_map():
         MappedImage(np.zeros((2, 2), np.int32), np.zeros(65536, np.float32))
     with pytest.raises(ValueError, match="non-empty 2-D"):
         MammogramPreprocessor(image_size=8)(MappedImage(np.zeros((0, 4), np.float32)))
+    with pytest.raises(ValueError, match=r"65536 for uint16. Received: .*\(4096,\)"):
+        MappedImage(np.zeros((2, 2), np.uint16), np.zeros(4096, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8])
+def test_large_slices_are_mapped_in_blocks_to_the_same_values(dtype, monkeypatch):
+    from morphhr_tf.data import dicom_reader
+
+    monkeypatch.setattr(dicom_reader, "GATHER_BLOCK", 1000)  # blocks of 3 rows
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype)
+    stored = rng.integers(info.min, info.max, (100, 300), endpoint=True).astype(dtype)
+    table = rng.random(2 ** (8 * stored.itemsize)).astype(np.float32)
+    lazy = MappedImage(stored, table)
+    unsigned = stored.view(f"u{stored.itemsize}")
+    for key in (
+        (slice(None), slice(None)),
+        (slice(7, 95, 3), slice(10, 290)),  # rows not a multiple of a block
+        (slice(None, None, -1), slice(299, 0, -2)),
+        (slice(0, 2), slice(None)),  # below one block: a single take
+        (5, slice(None)),  # one row
+    ):
+        np.testing.assert_array_equal(lazy[key], table[unsigned[key].astype(np.int64)])
 
 
 def test_blanking_never_writes_into_the_callers_image():
