@@ -147,12 +147,18 @@ def run_variant(data: str, steps: int, variant: dict) -> dict:
         logical = [tf.config.LogicalDeviceConfiguration()] * variant["replicas"]
         tf.config.set_logical_device_configuration(cpu, logical)
     _patch_compile(variant)
+    from table_protocol import split_glob
+
     from morphhr_tf.training import stages, trainer
     from morphhr_tf.training.strategy import select_strategy
     from pipelines.configs import PROFILES
 
-    options = {"remat": "rematerialize_front", "chunks": "front_recompute_chunks"}
-    options.update(xla="xla_activations", branch="detail_branch")
+    options = {
+        "remat": "rematerialize_front",
+        "chunks": "front_recompute_chunks",
+        "xla": "xla_activations",
+        "branch": "detail_branch",
+    }
     config = dataclasses.replace(
         PROFILES["cpu"].training,
         base_steps=steps,
@@ -175,7 +181,7 @@ def run_variant(data: str, steps: int, variant: dict) -> dict:
         return history
 
     stages.fit = measured_fit
-    files = lambda split: [os.path.join(data, f"Split-{split}", "data-*.gz")]  # noqa: E731
+    files = lambda split: [split_glob(data, split)]  # noqa: E731
     with tempfile.TemporaryDirectory() as logs:
         trainer.train(
             config,

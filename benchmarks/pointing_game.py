@@ -46,6 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import morphhr_tf.runtime  # noqa: E402,F401  (runtime policy before TensorFlow)
 
+from table_protocol import split_glob  # noqa: E402
+
 
 def _log(msg: str) -> None:
     print(f"[pointing_game {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -120,7 +122,7 @@ def train_models(args, data: str):
     keras.utils.set_random_seed(config.seed)
     strategy = select_strategy("auto")
     logs = os.path.join(args.work, "logs")
-    files = {s: [os.path.join(data, f"Split-{s}", "*.gz")] for s in ("train", "eval")}
+    files = {s: [split_glob(data, s)] for s in ("train", "eval")}
     splits, _ = read_splits(config, strategy, files["train"], files["eval"])
     t0 = time.perf_counter()
     base, base_eval, s1 = trainer.train_base(
