@@ -9,8 +9,9 @@ Measures images per second, in one run, for
    orientation, resize, 16 bit); and the same with the eager
    ``read_mammogram`` (every pixel mapped first), for reference;
 3. the Beam ingest (``run_ingest``: read, preprocess, PNG, tf.Example, gzip
-   TFRecords) with 1 and with 2 worker processes; both end to end and in
-   steady state (first to last processed image, i.e. without start-up);
+   TFRecords) with 1 worker, 2 worker processes and 2 worker threads; each
+   end to end and in steady state (first to last processed image, i.e.
+   without start-up);
 4. CPU costs that do not depend on the machine's load: a worker's start-up
    imports with and without TensorFlow, and per image the tf.Example encode
    (``example_writer``, TensorFlow-free) and the gzip of the TFRecord writer.
@@ -137,7 +138,7 @@ def bench_worker_costs(records, size):
     print(f"gzip TFRecord per image, CPU ms   : {gzip_ms:7.1f}")
 
 
-def bench_beam(root, out, size, workers, total):
+def bench_beam(root, out, size, workers, mode, total):
     from morphhr_tf.data.ingest import run_ingest
 
     progress = os.path.join(out, ".ingest_tmp", "progress")
@@ -164,7 +165,13 @@ def bench_beam(root, out, size, workers, total):
     watcher.start()
     start = time.perf_counter()
     summary = run_ingest(
-        "cbis_ddsm", root, out, image_size=size, num_workers=workers, progress=False
+        "cbis_ddsm",
+        root,
+        out,
+        image_size=size,
+        num_workers=workers,
+        worker_mode=mode,
+        progress=False,
     )
     end = time.perf_counter()
     done.set()
@@ -248,20 +255,24 @@ def main(argv=None) -> int:
             bench_worker_costs(records, args.image_size)
             return 0
         results = {}
-        for workers in (1, 2):
-            out = os.path.join(tmp, f"out{workers}")
-            results[workers] = bench_beam(
-                root, out, args.image_size, workers, len(records)
+        for workers, mode in ((1, "processes"), (2, "processes"), (2, "threads")):
+            out = os.path.join(tmp, f"out{workers}{mode}")
+            results[workers, mode] = bench_beam(
+                root, out, args.image_size, workers, mode, len(records)
             )
-            total, steady = results[workers]
+            total, steady = results[workers, mode]
+            what = "1 worker" if workers == 1 else f"{workers} worker {mode}"
             print(
-                f"beam ingest, {workers} worker(s)        : {total:7.2f} img/s end to end, "
+                f"beam ingest, {what:19}: {total:7.2f} img/s end to end, "
                 f"{steady:7.2f} img/s steady"
             )
-        (t1, s1), (t2, s2) = results[1], results[2]
-        print(
-            f"2 workers / 1 worker             : {t2 / t1:.2f}x end to end, {s2 / s1:.2f}x steady"
-        )
+        t1, s1 = results[1, "processes"]
+        for mode in ("processes", "threads"):
+            t2, s2 = results[2, mode]
+            print(
+                f"2 worker {mode:9} / 1 worker  : {t2 / t1:.2f}x end to end, "
+                f"{s2 / s1:.2f}x steady"
+            )
         print(f"load average at the end           : {os.getloadavg()[0]:.1f}")
         bench_worker_costs(records, args.image_size)  # imports TensorFlow: last
     return 0

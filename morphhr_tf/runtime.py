@@ -336,7 +336,27 @@ def _quiet_tensorflow_import(quiet: bool) -> None:
 LOCAL_WORKER_DEPENDENCIES = "--sdk_container_image=this-interpreter"
 
 
-def beam_pipeline_args(num_workers: int = 1) -> list[str]:
+#: How :func:`beam_pipeline_args` runs more than one local Beam worker:
+#: ``"processes"``, one OS process each (Beam's ``multi_processing`` mode:
+#: each worker starts an interpreter and imports Beam, seconds of CPU, then
+#: scales with the cores), or ``"threads"``, threads of this process
+#: (``multi_threading``: no start-up; they share the interpreter's lock, so
+#: they scale only where the work releases it, as zlib and numpy's large
+#: array passes do).
+WORKER_MODES = ("processes", "threads")
+_RUNNING_MODES = {"processes": "multi_processing", "threads": "multi_threading"}
+
+
+def check_worker_mode(mode: str, name: str = "worker_mode") -> None:
+    """Raises ``ValueError`` naming ``name`` unless ``mode`` is one of
+    :data:`WORKER_MODES`."""
+    if mode not in WORKER_MODES:
+        raise ValueError(f"{name} must be one of {WORKER_MODES}. Received: {mode!r}")
+
+
+def beam_pipeline_args(
+    num_workers: int = 1, worker_mode: str = "processes"
+) -> list[str]:
     """Beam options that run on this machine with no network.
 
     ``FnApiRunner`` is the engine ``DirectRunner`` uses for batch pipelines;
@@ -345,24 +365,41 @@ def beam_pipeline_args(num_workers: int = 1) -> list[str]:
     workers that already run this interpreter.
 
     Args:
-        num_workers: worker processes. ``1`` runs in process; more use the
-            ``multi_processing`` mode, one OS process per worker.
+        num_workers: local workers. ``1`` runs in process.
+        worker_mode: how more than one worker runs, one of
+            :data:`WORKER_MODES` (ignored for one worker).
 
     Returns:
         A list of ``--flag=value`` strings for ``PipelineOptions`` or a TFX
         pipeline's ``beam_pipeline_args``.
 
     Raises:
-        ValueError: if ``num_workers`` is not a positive integer.
+        ValueError: if ``num_workers`` is not a positive integer or
+            ``worker_mode`` not one of :data:`WORKER_MODES`.
     """
     if not isinstance(num_workers, int) or num_workers < 1:
         raise ValueError(
             f"num_workers must be a positive integer. Received: {num_workers!r}"
         )
-    mode = "in_memory" if num_workers == 1 else "multi_processing"
+    check_worker_mode(worker_mode)
+    mode = "in_memory" if num_workers == 1 else _RUNNING_MODES[worker_mode]
     return [
         "--runner=FnApiRunner",
         f"--direct_running_mode={mode}",
         f"--direct_num_workers={num_workers}",
         LOCAL_WORKER_DEPENDENCIES,
     ]
+
+
+def beam_workers_of(args: list[str]) -> tuple[int, str]:
+    """``(num_workers, worker_mode)`` of Beam options: the inverse of
+    :func:`beam_pipeline_args`, with ``"in_process"`` for the ``in_memory``
+    mode (or none given)."""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    direct = PipelineOptions(args).view_as(DirectOptions)
+    modes = {running: mode for mode, running in _RUNNING_MODES.items()}
+    return (
+        int(direct.direct_num_workers or 1),
+        modes.get(direct.direct_running_mode, "in_process"),
+    )

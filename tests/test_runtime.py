@@ -76,6 +76,29 @@ def test_beam_args_name_the_offline_runner():
     assert "--direct_running_mode=multi_processing" in runtime.beam_pipeline_args(2)
 
 
+@pytest.mark.parametrize(
+    "workers, mode, running",
+    [
+        (1, "processes", "in_memory"),
+        (1, "threads", "in_memory"),
+        (2, "processes", "multi_processing"),
+        (3, "threads", "multi_threading"),
+    ],
+)
+def test_beam_args_run_more_workers_as_processes_or_threads(workers, mode, running):
+    args = runtime.beam_pipeline_args(workers, mode)
+    assert f"--direct_running_mode={running}" in args
+    assert f"--direct_num_workers={workers}" in args
+
+
+@pytest.mark.parametrize("bad", ["thread", "multi_threading", "", None])
+def test_beam_args_reject_unknown_worker_modes(bad):
+    with pytest.raises(
+        ValueError, match=r"worker_mode must be one of \('processes', 'threads'\)"
+    ):
+        runtime.beam_pipeline_args(2, bad)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tfx_beam_executors_package_nothing_for_the_local_workers(monkeypatch, workers):
     # Each packaging leaves 52 MB in a temporary folder nobody removes.

@@ -138,6 +138,7 @@ def run_ingest(
     *,
     image_size: int = DEFAULT_IMAGE_SIZE,
     num_workers: int = 1,
+    worker_mode: str = "processes",
     salt: str | bytes | None = None,
     eval_fraction: float = 0.2,
     test_fraction: float = 0.0,
@@ -156,7 +157,9 @@ def run_ingest(
         out_dir: output folder; earlier ``Split-*/data-*.gz``, ``rejects.csv``
             and ``summary.json`` there are replaced.
         image_size: the stored image size, the output side in pixels.
-        num_workers: Beam worker processes (1 runs in process).
+        num_workers: local Beam workers (1 runs in process).
+        worker_mode: how more than one worker runs: ``"processes"`` or
+            ``"threads"`` (see :data:`morphhr_tf.runtime.WORKER_MODES`).
         salt: see :class:`IngestExamples`.
         eval_fraction, test_fraction: see :mod:`morphhr_tf.data.splits`.
         resize_mode: ``square`` or ``pad``.
@@ -183,6 +186,7 @@ def run_ingest(
     from morphhr_tf.data.adapters import load_source
 
     check_fractions(eval_fraction, test_fraction)
+    beam_args = runtime.beam_pipeline_args(num_workers, worker_mode)  # checks both
     out_dir = os.path.abspath(os.fspath(out_dir))
     if private_dir is not None:
         private_dir = check_private_dir(private_dir, out_dir)
@@ -210,9 +214,7 @@ def run_ingest(
         ),
         base=fileio.dirname(root) if fileio.isfile(root) else root,
     )
-    pipeline = beam.Pipeline(
-        options=PipelineOptions(runtime.beam_pipeline_args(num_workers))
-    )
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
     if private_dir is not None:
         os.makedirs(private_dir, exist_ok=True)
     _write_outputs(pipeline | "Ingest" >> ingest, out_dir, work, private_dir)
@@ -221,8 +223,13 @@ def run_ingest(
     counts = load_counts(work)
     shutil.rmtree(work, ignore_errors=True)
     _fill_empty_splits(out_dir)
+    ran_workers, ran_mode = runtime.beam_workers_of(beam_args)
     summary = ingest.summarize(
-        counts, source=source, num_workers=num_workers, start=start
+        counts,
+        source=source,
+        num_workers=ran_workers,
+        worker_mode=ran_mode,
+        start=start,
     )
     write_summary(out_dir, summary)
     return summary

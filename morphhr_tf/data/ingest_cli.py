@@ -3,7 +3,7 @@
 ::
 
     python -m morphhr_tf.data.ingest --source cbis_ddsm --root DIR --out DIR \\
-        [--image-size 896] [--workers 2]
+        [--image-size 896] [--workers 2] [--worker-mode threads]
 
 runs :func:`morphhr_tf.data.ingest.run_ingest` and prints its summary as
 JSON. The salt of the patient keys comes from ``$MORPHHR_SALT`` (see
@@ -17,6 +17,8 @@ import json
 import os
 import sys
 import threading
+
+from morphhr_tf.runtime import WORKER_MODES
 
 from morphhr_tf.data.adapters import SOURCES
 from morphhr_tf.data.deid import SALT_ENV
@@ -81,7 +83,17 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_IMAGE_SIZE,
         help="the stored image size in pixels per side",
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="local Beam workers")
+    parser.add_argument(
+        "--worker-mode",
+        choices=WORKER_MODES,
+        default="processes",
+        help=(
+            "how more than one worker runs: OS processes (each starts an "
+            "interpreter, then they scale with the cores) or threads of this "
+            "process (no start-up; they share its interpreter lock)"
+        ),
+    )
     parser.add_argument("--eval-fraction", type=float, default=0.2)
     parser.add_argument("--test-fraction", type=float, default=0.0)
     parser.add_argument("--resize-mode", choices=("square", "pad"), default="square")
@@ -119,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         image_size=args.image_size,
         num_workers=args.workers,
+        worker_mode=args.worker_mode,
         eval_fraction=args.eval_fraction,
         test_fraction=args.test_fraction,
         resize_mode=args.resize_mode,

@@ -24,6 +24,7 @@ reason, never lost.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import apache_beam as beam
@@ -139,7 +140,9 @@ class EncodeFn(beam.DoFn):
     def _tick(self):
         if self.progress_dir:
             try:
-                path = os.path.join(self.progress_dir, f"{os.getpid()}.progress")
+                # One file per worker, process or thread: <pid>.<thread>.progress
+                name = f"{os.getpid()}.{threading.get_ident()}.progress"
+                path = os.path.join(self.progress_dir, name)
                 with open(path, "ab") as f:
                     f.write(b".")
             except OSError:

@@ -245,6 +245,7 @@ class IngestSplits(beam.PTransform):
         *,
         source: str,
         num_workers: int,
+        worker_mode: str,
         start: float,
     ) -> dict[str, Any]:
         """The ``summary.json`` of a finished run of this transform.
@@ -252,7 +253,11 @@ class IngestSplits(beam.PTransform):
         Args:
             counts: the ``counts`` output, as :func:`load_counts` reads it.
             source: the adapter name.
-            num_workers: the Beam worker processes.
+            num_workers: the local Beam workers.
+            worker_mode: how the workers ran: ``"processes"``,
+                ``"threads"`` or ``"in_process"``, as
+                :func:`morphhr_tf.runtime.beam_workers_of` reads the run's
+                Beam options.
             start: ``time.perf_counter()`` when the run began.
 
         Returns:
@@ -264,8 +269,8 @@ class IngestSplits(beam.PTransform):
             examples' ``labels``), ``per_finding`` and ``per_split_finding``
             (``{split: {name: positive examples}}``); the settings
             (``image_size``, ``resize_mode``, ``eval_fraction``, ``test_fraction``,
-            ``num_workers``, ``salt``: where the salt came from, never its
-            value), ``seconds`` and ``images_per_second``.
+            ``num_workers``, ``worker_mode``, ``salt``: where the salt came
+            from, never its value), ``seconds`` and ``images_per_second``.
 
         Raises:
             RuntimeError: if ``ingested + rejected_images != records``.
@@ -298,6 +303,7 @@ class IngestSplits(beam.PTransform):
             "eval_fraction": self.ingest.eval_fraction,
             "test_fraction": self.ingest.test_fraction,
             "num_workers": num_workers,
+            "worker_mode": worker_mode,
             "salt": _salt_source(self.ingest.salt),
             "seconds": round(seconds, 3),
             "images_per_second": round(records / max(seconds, 1e-9), 3),

@@ -226,6 +226,19 @@ def test_cli_with_two_workers(small_tree, tmp_path):
     summary = json.loads(proc.stdout[proc.stdout.index("{") :])
     assert summary["ingested"] == summary["records"] == 24
     assert summary["salt"] == "environment" and summary["num_workers"] == 2
+    assert summary["worker_mode"] == "processes"
     assert SALT not in proc.stdout + proc.stderr
     total = sum(len(_read_split(tmp_path, s)) for s in ("train", "eval", "test"))
     assert total == 24
+
+
+def test_cli_refuses_an_unknown_worker_mode_naming_the_choices(capsys):
+    from morphhr_tf.data.ingest_cli import main
+
+    args = ["--source", "cbis_ddsm", "--root", "r", "--out", "o"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--workers", "2", "--worker-mode", "fibers"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--worker-mode" in err and "'fibers'" in err
+    assert "'processes'" in err and "'threads'" in err

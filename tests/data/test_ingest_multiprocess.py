@@ -1,10 +1,11 @@
-"""The Beam ingest on the multi-process runner: same records as in process.
+"""The Beam ingest with two workers: same records as in process.
 
 ``run_ingest(num_workers=2)`` runs Beam's ``FnApiRunner`` in
 ``multi_processing`` mode (one OS process per worker, the portable Fn API
-between them), the path the portable runners (Dataflow, Flink, Spark) take.
-Its output must hold exactly the records of the one-worker run, split by
-split, whatever their order.
+between them), the path the portable runners (Dataflow, Flink, Spark) take;
+``worker_mode="threads"`` in ``multi_threading`` mode (worker threads of this
+process). Either output must hold exactly the records of the one-worker run,
+split by split, whatever their order.
 """
 
 from __future__ import annotations
@@ -47,18 +48,22 @@ def tree(tmp_path_factory):
     return root
 
 
-def _ingest(tree, out, workers, monkeypatch):
-    """Runs the ingest; returns its summary and the pids that encoded records.
+def _ingest(tree, out, workers, monkeypatch, mode="processes"):
+    """Runs the ingest; returns its summary and the (pid, thread id) pairs
+    that encoded records.
 
-    Each worker appends to ``<pid>.progress`` in the ingest's scratch folder
-    as it encodes; the folder is listed just before ``run_ingest`` removes it.
+    Each worker appends to ``<pid>.<thread id>.progress`` in the ingest's
+    scratch folder as it encodes; the folder is listed just before
+    ``run_ingest`` removes it.
     """
     pids = set()
 
     def listing_rmtree(path, *args, **kwargs):
         progress = os.path.join(path, "progress")
         if os.path.isdir(progress):
-            pids.update(int(n.split(".")[0]) for n in os.listdir(progress))
+            for name in os.listdir(progress):
+                pid, thread, _ = name.split(".")
+                pids.add((int(pid), int(thread)))
         return _RMTREE(path, *args, **kwargs)
 
     monkeypatch.setattr(ingest.shutil, "rmtree", listing_rmtree)
@@ -68,6 +73,7 @@ def _ingest(tree, out, workers, monkeypatch):
         out,
         image_size=48,
         num_workers=workers,
+        worker_mode=mode,
         salt=SALT,
         eval_fraction=0.4,  # with this salt: 4 train, 4 eval, 8 test records
         progress=False,
@@ -82,9 +88,10 @@ def test_two_worker_processes_write_the_same_records_as_one(
     one, one_pids = _ingest(tree, tmp_path / "one", 1, monkeypatch)
     two, two_pids = _ingest(tree, tmp_path / "two", 2, monkeypatch)
 
-    assert one_pids == {os.getpid()}  # in process
-    assert two_pids and os.getpid() not in two_pids  # in worker processes
-    assert two["num_workers"] == 2
+    assert {pid for pid, _ in one_pids} == {os.getpid()}  # in process
+    assert two_pids and os.getpid() not in {pid for pid, _ in two_pids}
+    assert (two["num_workers"], two["worker_mode"]) == (2, "processes")
+    assert one["worker_mode"] == "in_process"
     assert one["records"] == two["records"] == 16
     assert one["rejected"] == two["rejected"] == 0
     assert one["per_split_label"] == two["per_split_label"]
@@ -99,5 +106,31 @@ def test_two_worker_processes_write_the_same_records_as_one(
     print(
         "\ningest, 1 vs 2 worker processes (records per split, equal as "
         f"multisets of parsed tf.Examples): {', '.join(lines)}; "
-        f"2-worker run encoded in {len(two_pids)} worker process(es)"
+        f"2-worker run encoded in {len({pid for pid, _ in two_pids})} worker process(es)"
     )
+
+
+@pytest.mark.slow
+def test_two_worker_threads_write_the_same_records_as_one(tree, tmp_path, monkeypatch):
+    one, _ = _ingest(tree, tmp_path / "one", 1, monkeypatch)
+    two, two_pids = _ingest(tree, tmp_path / "two", 2, monkeypatch, mode="threads")
+
+    assert {pid for pid, _ in two_pids} == {os.getpid()}  # threads of this process
+    assert (two["num_workers"], two["worker_mode"]) == (2, "threads")
+    assert one["per_split_label"] == two["per_split_label"]
+    assert two["records"] == two["ingested"] == 16 and two["rejected"] == 0
+    for split in ("train", "eval", "test"):
+        a = _records(tmp_path / "one", split)
+        assert a == _records(tmp_path / "two", split), split
+        assert sum(a.values()) == one["per_split"][split] > 0
+    print(f"\n2 worker threads: records encoded in {len(two_pids)} thread(s)")
+
+
+def test_an_unknown_worker_mode_is_refused_before_the_output_is_touched(tree, tmp_path):
+    out = tmp_path / "out"
+    (out / "Split-train").mkdir(parents=True)
+    kept = out / "Split-train" / "data-00000-of-00001.gz"
+    kept.write_bytes(b"an earlier ingest")
+    with pytest.raises(ValueError, match=r"worker_mode must be one of .*'fibers'"):
+        ingest.run_ingest("cbis_ddsm", tree, out, num_workers=2, worker_mode="fibers")
+    assert kept.read_bytes() == b"an earlier ingest"

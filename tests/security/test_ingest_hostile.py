@@ -49,8 +49,10 @@ def _direct_reason(path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [1, 2])
-def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers):
+@pytest.mark.parametrize(
+    "workers, mode", [(1, "processes"), (2, "processes"), (2, "threads")]
+)
+def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers, mode):
     manifest_path, chosen = manifest
     out, private = tmp_path / "out", tmp_path / "private"
     summary = run_ingest(
@@ -59,6 +61,7 @@ def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers):
         out,
         image_size=32,
         num_workers=workers,
+        worker_mode=mode,
         salt=SALT,
         eval_fraction=0.25,
         modalities=None,
@@ -70,7 +73,7 @@ def test_ingested_plus_rejected_is_every_input(manifest, tmp_path, workers):
     with open(private / "rejects_private.csv", newline="") as f:
         mapping = list(csv.DictReader(f))
     print(
-        f"\nhostile ingest, {workers} worker(s): {len(chosen)} inputs, "
+        f"\nhostile ingest, {workers} worker(s), {summary['worker_mode']}: {len(chosen)} inputs, "
         f"{summary['ingested']} ingested, {len(rejects)} rejected "
         f"({summary['listing_problems']} at listing)"
     )
