@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from morphhr_tf.runtime import check_worker_mode
+
 from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
 from morphhr_tf.training.config import (
     TrainingConfig,
@@ -60,7 +62,9 @@ class IngestConfig:
     Args:
         image_size: stored image size in pixels.
         eval_fraction: fraction of the training patients held out for eval.
-        beam_workers: local Beam worker processes for the DICOM decoding.
+        beam_workers: local Beam workers for the DICOM decoding.
+        beam_worker_mode: how more than one runs, ``"processes"`` or
+            ``"threads"`` (:data:`morphhr_tf.runtime.WORKER_MODES`).
 
     Raises:
         ValueError: for a non-positive size or worker count, or an
@@ -70,9 +74,11 @@ class IngestConfig:
     image_size: int = DEFAULT_IMAGE_SIZE
     eval_fraction: float = 0.2
     beam_workers: int = 1
+    beam_worker_mode: str = "processes"
 
     def __post_init__(self):
         check_positive_ints(self, ("image_size", "beam_workers"))
+        check_worker_mode(self.beam_worker_mode, "beam_worker_mode")
         check_type("eval_fraction", self.eval_fraction, float)
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(

@@ -309,7 +309,9 @@ def compile_pipeline(
         auc_lower_bound=p.auc_lower_bound,
         beam_pipeline_args=beam_args or beam_pipeline_args(1),
         ingest_beam_args=(
-            ingest_beam_args or beam_args or beam_pipeline_args(p.ingest.beam_workers)
+            ingest_beam_args
+            or beam_args
+            or beam_pipeline_args(p.ingest.beam_workers, p.ingest.beam_worker_mode)
         ),
         enable_cache=enable_cache,
         resources=resources,

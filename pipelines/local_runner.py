@@ -5,9 +5,10 @@
 with no arguments generates the embedded synthetic CBIS-DDSM-like data set (if
 absent) under ``./morphhr_work/``, runs DicomExampleGen -> Trainer (MorphHR) ->
 Evaluator -> Pusher on the ``cpu`` profile (about 8 minutes on 2 CPU cores
-with ``avx512_bf16``, about 27 with AVX2 only) and prints a summary. Component caching is on: a rerun reuses finished
-work. Real data: ``--data-root DIR --source cbis_ddsm|rsna|vindr`` or
-``--source csv --manifest FILE``; ``--profile gpu`` for GPU-sized runs.
+with ``avx512_bf16``, about 27 with AVX2 only) and prints a summary.
+Component caching is on: a rerun reuses finished work. Real data:
+``--data-root DIR --source cbis_ddsm|rsna|vindr`` or ``--source csv
+--manifest FILE``; ``--profile gpu`` for GPU-sized runs.
 
 ``--source chestxray14`` runs the multi-label task (ChestX-ray14's 14
 findings, one sigmoid each; the blessing gates the mean AUC): on the NIH
@@ -42,7 +43,7 @@ if __package__ in (None, ""):  # python pipelines/local_runner.py
         p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p
     )
 
-from morphhr_tf.runtime import beam_pipeline_args  # noqa: E402
+from morphhr_tf.runtime import WORKER_MODES, beam_pipeline_args  # noqa: E402
 
 from tfx import v1 as tfx  # noqa: E402
 
@@ -149,9 +150,10 @@ def resolve_profile(args: argparse.Namespace) -> configs.Profile:
     Pure: nothing is generated or run. ``--resolution``, ``--base-resolution``,
     ``--width``, ``--image-size``, ``--train-steps``, ``--patients``,
     ``--synthetic-rows`` and ``--beam-workers`` apply when non-zero,
-    ``--base-steps``, ``--eval-fraction`` and ``--auc-lower-bound`` when
-    given. ``resnet18`` trains at ``resolution`` (its ``base_resolution`` is
-    set to it); the stored image size is at least ``resolution``.
+    ``--base-steps``, ``--eval-fraction``, ``--auc-lower-bound`` and
+    ``--beam-worker-mode`` when given. ``resnet18`` trains at ``resolution``
+    (its ``base_resolution`` is set to it); the stored image size is at least
+    ``resolution``.
 
     Raises:
         ValueError: for a value the profile's configs refuse (e.g. a
@@ -177,6 +179,7 @@ def resolve_profile(args: argparse.Namespace) -> configs.Profile:
         profile.ingest,
         image_size=max(resolution, args.image_size or 0),
         beam_workers=args.beam_workers or profile.ingest.beam_workers,
+        beam_worker_mode=args.beam_worker_mode or profile.ingest.beam_worker_mode,
     )
     if args.eval_fraction is not None:
         ingest = dataclasses.replace(ingest, eval_fraction=args.eval_fraction)
@@ -239,7 +242,9 @@ def run(args: argparse.Namespace) -> dict:
             tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
         ),
         beam_pipeline_args=beam_pipeline_args(1),
-        ingest_beam_args=beam_pipeline_args(profile.ingest.beam_workers),
+        ingest_beam_args=beam_pipeline_args(
+            profile.ingest.beam_workers, profile.ingest.beam_worker_mode
+        ),
     )
     # Read by the DicomExampleGen executor (which refuses a folder inside the
     # pipeline root); not a component parameter, so the cache key and the
@@ -282,6 +287,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auc-lower-bound", type=float, default=None)
     parser.add_argument("--eval-fraction", type=float, default=None)
     parser.add_argument("--beam-workers", type=int, default=None)
+    parser.add_argument(
+        "--beam-worker-mode",
+        choices=WORKER_MODES,
+        default=None,
+        help="the ingest's workers as processes or threads (default: the profile's)",
+    )
     parser.add_argument("--warm-start", action="store_true")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)

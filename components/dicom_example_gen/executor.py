@@ -28,7 +28,6 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import (
     BaseExampleGenExecutor,
@@ -38,6 +37,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 import morphhr_tf  # noqa: F401  (runtime policy first)
+from morphhr_tf import runtime
 from morphhr_tf.data import fileio
 from morphhr_tf.data.deid import resolve_salt
 from morphhr_tf.data.ingest import (
@@ -230,16 +230,18 @@ class Executor(BaseExampleGenExecutor):
 
         counts = load_counts(work)
         tf.io.gfile.rmtree(work)
+        num_workers, worker_mode = self._workers()
         summary = ingest.summarize(
             counts,
             source=exec_properties["source"],
-            num_workers=self._num_workers(),
+            num_workers=num_workers,
+            worker_mode=worker_mode,
             start=start,
         )
         write_summary(rejects.uri, summary)
         _set_properties(examples, rejects, summary, split_names, exec_properties)
 
-    def _num_workers(self) -> int:
-        """The direct runner's worker count of this executor's Beam options."""
-        options = PipelineOptions(self._beam_pipeline_args or [])
-        return int(options.view_as(DirectOptions).direct_num_workers or 1)
+    def _workers(self) -> tuple[int, str]:
+        """The direct runner's worker count and mode of this executor's Beam
+        options (:func:`morphhr_tf.runtime.beam_workers_of`)."""
+        return runtime.beam_workers_of(self._beam_pipeline_args or [])

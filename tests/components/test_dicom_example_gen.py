@@ -198,3 +198,18 @@ def test_component_spec_and_argument_checks(tmp_path):
         DicomExampleGen(source="csv")
     with pytest.raises(ValueError, match="stretch"):
         DicomExampleGen(input_base=str(tmp_path), resize_mode="stretch")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (beam_pipeline_args(1), (1, "in_process")),
+        (beam_pipeline_args(2), (2, "processes")),
+        (beam_pipeline_args(2, "threads"), (2, "threads")),
+    ],
+)
+def test_executor_reports_its_beam_workers_and_how_they_run(args, expected, tmp_path):
+    executor = executor_lib.Executor(
+        executor_lib.Executor.Context(beam_pipeline_args=args, tmp_dir=str(tmp_path))
+    )
+    assert executor._workers() == expected

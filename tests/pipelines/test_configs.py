@@ -72,6 +72,7 @@ def test_replace_validates_the_training_config(changes, message):
         ("ingest", {"image_size": 0}, "image_size"),
         ("ingest", {"eval_fraction": 1.0}, "eval_fraction"),
         ("ingest", {"beam_workers": -1}, "beam_workers"),
+        ("ingest", {"beam_worker_mode": "fork"}, "beam_worker_mode must be one of"),
         ("profile", {"train_steps": 0}, "train_steps"),
         ("profile", {"auc_lower_bound": 1.5}, "auc_lower_bound"),
         ("profile", {"synthetic_patients": 0}, "synthetic_patients"),

@@ -22,7 +22,7 @@ def test_overrides_reach_the_configs():
             "--width", "4", "--base-steps", "0", "--train-steps", "6",
             "--image-size", "48", "--eval-fraction", "0.4", "--beam-workers", "1",
             "--patients", "20", "--synthetic-rows", "128", "--auc-lower-bound", "0",
-            "--profile", "gpu",
+            "--beam-worker-mode", "threads", "--profile", "gpu",
         ]
     )  # fmt: skip
     profile = local_runner.resolve_profile(args)
@@ -43,6 +43,8 @@ def test_overrides_reach_the_configs():
         0.4,
         1,
     )
+    assert ingest.beam_worker_mode == "threads"
+    assert configs.PROFILES["gpu"].ingest.beam_worker_mode == "processes"
     assert (profile.train_steps, profile.auc_lower_bound) == (6, 0.0)
     assert (profile.synthetic_patients, profile.synthetic_rows) == (20, 128)
 
