@@ -18,3 +18,15 @@ def front_chunks(text: str) -> int:
             f"batch). Received: {text}"
         )
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (e.g. a thread count where 0 leaves the choice to the
+    library)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text}")
+    return value

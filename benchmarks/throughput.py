@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import morphhr_tf.runtime  # noqa: E402, F401  (runtime policy before TensorFlow)
 
-from cli_types import front_chunks  # noqa: E402  (benchmarks/, no TensorFlow)
+from cli_types import front_chunks, non_negative_int  # noqa: E402  (benchmarks/, no TensorFlow)
 from peak_memory import peak_memory_mb  # noqa: E402
 
 
@@ -74,12 +74,21 @@ def worker(args) -> dict:
 
     from morphhr_tf.models.compute import forward_macs
 
+    if args.inter_op_threads:  # before the first op starts TensorFlow's pools
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     if args.precision != "float32":
         keras.mixed_precision.set_global_policy(args.precision)
+    inter_op = tf.config.threading.get_inter_op_parallelism_threads()
     if args.model == "idle":
         (tf.constant(np.ones((2, 2), "float32")) * 2.0).numpy()
         peak, what = peak_memory_mb()
-        return {"model": "idle", "size": 0, "peak_mb": peak, "memory_kind": what}
+        return {
+            "model": "idle",
+            "size": 0,
+            "peak_mb": peak,
+            "memory_kind": what,
+            "inter_op_threads": inter_op,
+        }
     model, fitted = _build(args)
     fitted.compile(
         optimizer=keras.optimizers.Adam(1e-4),
@@ -112,6 +121,7 @@ def worker(args) -> dict:
         "achieved_gflops": flops * images_per_s / 1e9,
         "params": int(model.count_params()),
         "loss_finite": bool(np.isfinite(float(np.asarray(loss).ravel()[0]))),
+        "inter_op_threads": inter_op,
     }
 
 
@@ -220,6 +230,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(default: a small synthetic set ingested at the largest size)",
     )
     p.add_argument("--input-batches", type=int, default=20)
+    p.add_argument(
+        "--inter-op-threads",
+        type=non_negative_int,
+        default=0,
+        help="TensorFlow's inter-op threads in every measured process (0: "
+        "TensorFlow's choice; 1 runs one op at a time)",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", default="resnet18", help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
@@ -247,6 +264,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         "--front-chunks", str(args.front_chunks),
         *(["--slice-detail-blocks"] if args.slice_detail_blocks else []),
         *(["--no-xla-activations"] if args.no_xla_activations else []),
+        "--inter-op-threads", str(args.inter_op_threads),
     ]  # fmt: skip
     what = "the idle process" if kind == "idle" else f"{kind} at {size} px"
     print(f"measuring {what} ...", file=sys.stderr, flush=True)
@@ -268,7 +286,7 @@ def print_table(args: argparse.Namespace, rows: list[dict], peak: float) -> dict
         f"detail_branch={args.detail_branch} front_chunks={args.front_chunks} "
         f"xla_activations={not args.no_xla_activations} "
         f"slice_detail_blocks={args.slice_detail_blocks} "
-        f"jit_compile={args.jit}; "
+        f"jit_compile={args.jit} inter_op_threads={args.inter_op_threads}; "
         f"matmul peak {peak:.1f} GFLOP/s"
     )
     header = f"{'model':<14} {'S':>5} {'img/s':>8} {'peak MB':>9} {'GFLOP/img':>10} {'GFLOP/s':>8} {'% peak':>7}"

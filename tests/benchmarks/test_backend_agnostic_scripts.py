@@ -98,3 +98,27 @@ def test_a_front_chunk_count_below_one_is_refused_with_the_value(
     assert done.returncode == 2, done.stderr
     assert "argument --front-chunks: must be a positive integer" in done.stderr
     assert f"Received: {value}" in done.stderr
+
+
+@pytest.mark.parametrize("threads", ["0", "1", "3"])
+def test_throughput_workers_run_with_the_inter_op_threads_asked_for(threads):
+    # --inter-op-threads reaches the measured process before TensorFlow
+    # starts its pools (0: TensorFlow's choice).
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--worker", "--model", "idle",
+         "--inter-op-threads", threads],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RESULT "))
+    assert json.loads(line[len("RESULT ") :])["inter_op_threads"] == int(threads)
+
+
+@pytest.mark.parametrize("value", ["-1", "one"])
+def test_a_negative_inter_op_thread_count_is_refused_with_the_value(value):
+    done = subprocess.run(
+        [sys.executable, "benchmarks/throughput.py", "--inter-op-threads", value],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "argument --inter-op-threads: must be an integer >= 0" in done.stderr
+    assert f"Received: {value}" in done.stderr
