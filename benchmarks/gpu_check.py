@@ -139,6 +139,8 @@ def main(argv=None) -> int:
                     cmd, capture_output=True, text=True, timeout=args.timeout
                 )
                 stdout, error = done.stdout, done.stderr[-800:]
+                if done.returncode:  # a signal (negative) leaves no traceback
+                    error = f"exit status {done.returncode}: {error}"
             except subprocess.TimeoutExpired as e:
                 stdout = e.stdout.decode() if isinstance(e.stdout, bytes) else e.stdout
                 stdout, error = stdout or "", f"timeout after {args.timeout} s"
