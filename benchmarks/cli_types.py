@@ -29,3 +29,8 @@ def non_negative_int(text: str) -> int:
     """An integer >= 0 (e.g. a thread count where 0 leaves the choice to the
     library)."""
     return _int_at_least(text, 0, "must be an integer >= 0")
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a count of runs, steps or pixels)."""
+    return _int_at_least(text, 1, "must be a positive integer")

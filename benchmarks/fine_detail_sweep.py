@@ -39,6 +39,7 @@ from morphhr_tf.models.compute import forward_macs  # noqa: E402
 from morphhr_tf.models.detail_branch import DETAIL_PREFIX, add_detail_branch  # noqa: E402
 from morphhr_tf.models.morphhr import MORPHHR_PREFIX, added_layers  # noqa: E402
 from morphhr_tf.synthetic import fine_detail  # noqa: E402
+from morphhr_tf.training.onednn_fault import check_pointwise_gradient_fault  # noqa: E402
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate  # noqa: E402
 
 #: name -> (input "S", "2S" or "4S", initial weights, builder, trunk multiplier)
@@ -132,6 +133,7 @@ def train(model, x, y, *, lr, steps, batch, seed, trunk_multiplier, new_prefixes
         for layer in model.layers:
             if layer.weights and layer.name not in multipliers:
                 layer.trainable = False
+    check_pointwise_gradient_fault(model, batch)
     model.compile(optimizer=opt, loss="binary_crossentropy", jit_compile="auto")
     start = time.perf_counter()
     history = model.fit(Batches(x, y, batch, steps, seed), epochs=1, verbose=0)

@@ -73,6 +73,7 @@ def worker(args) -> dict:
     import tensorflow as tf
 
     from morphhr_tf.models.compute import forward_macs
+    from morphhr_tf.training.onednn_fault import check_pointwise_gradient_fault
 
     if args.inter_op_threads:  # before the first op starts TensorFlow's pools
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
@@ -90,6 +91,7 @@ def worker(args) -> dict:
             "inter_op_threads": inter_op,
         }
     model, fitted = _build(args)
+    check_pointwise_gradient_fault(fitted, args.batch)
     fitted.compile(
         optimizer=keras.optimizers.Adam(1e-4),
         loss=keras.losses.BinaryCrossentropy(),

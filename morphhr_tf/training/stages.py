@@ -27,6 +27,7 @@ from morphhr_tf.training.losses import (
     balancing_weights,
     unbalanceable_labels,
 )
+from morphhr_tf.training.onednn_fault import check_pointwise_gradient_fault
 from morphhr_tf.training.schedule import LayerwiseAdamW, make_learning_rate
 from morphhr_tf.training.strategy import shard_by_data, sync_replica_variables
 
@@ -174,7 +175,15 @@ def compile_layerwise(
     when unset); ``kwargs`` go to :class:`LayerwiseAdamW` (the per-layer
     multipliers). The ``auc`` metric is the mean over labels for the
     multilabel task.
+
+    Raises:
+        ValueError: TensorFlow's oneDNN kernels would corrupt memory training
+            ``model`` at ``config.batch_size`` over the current strategy's
+            replicas (:mod:`morphhr_tf.training.onednn_fault`).
     """
+    check_pointwise_gradient_fault(
+        model, config.batch_size, tf.distribute.get_strategy().num_replicas_in_sync
+    )
     lr = make_learning_rate(
         peak or config.learning_rate,
         n_steps,

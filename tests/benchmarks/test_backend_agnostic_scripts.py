@@ -33,7 +33,7 @@ def test_gpu_check_dry_run_writes_every_configuration(tmp_path):
         (m, s, b)
         for m in ("resnet18", "morphhr", "morphhr_plain")
         for s in (32, 64)
-        for b in (2, 3)
+        for b in (2, 4)
     )
     for row in rows:
         assert "error" not in row, row
