@@ -33,6 +33,10 @@ import sys
 
 from cli_types import positive_int
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from morphhr_tf.cpu import cpu_flags  # noqa: E402  (no TensorFlow)
+
 
 def _child(batch: int, in_channels: int, size: int, steps: int) -> int:
     import tensorflow as tf
@@ -52,18 +56,6 @@ def _child(batch: int, in_channels: int, size: int, steps: int) -> int:
         gradient = kernel_gradient()
     print(json.dumps({"gradient_sum": float(tf.reduce_sum(gradient))}), flush=True)
     return 0
-
-
-def _cpu_flags() -> list[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    return sorted(f for f in flags if f.startswith("avx512"))
-    except OSError:
-        pass
-    return []
 
 
 def _positive_list(text: str) -> list[int]:
@@ -101,9 +93,10 @@ def main(argv=None) -> int:
     if bad_env:
         p.error(f"--env takes NAME=VALUE. Received: {bad_env}")
     env = dict(os.environ, **dict(e.split("=", 1) for e in args.env))
+    avx512 = sorted(f for f in cpu_flags() if f.startswith("avx512"))
     print(
         f"machine: {platform.machine()}, AVX-512 flags: "
-        f"{' '.join(_cpu_flags()) or 'none'}; child environment: "
+        f"{' '.join(avx512) or 'none'}; child environment: "
         f"{' '.join(args.env) or '(inherited)'}",
         flush=True,
     )

@@ -22,6 +22,8 @@ import os
 
 import keras
 
+from morphhr_tf.cpu import cpu_flags
+
 # TensorFlow versions the fault was measured in ("major.minor").
 FAULTY_TENSORFLOW = ("2.21",)
 # Input channels from which the kernel no longer meets the fault.
@@ -78,14 +80,8 @@ def _avx512() -> bool:
 def _cpu_has_avx512() -> bool:
     """``avx512f`` among the CPU's flags (``True`` where ``/proc/cpuinfo``
     cannot tell: refusing is the safer guess)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "avx512f" in line.split()
-    except OSError:
-        pass
-    return True
+    flags = cpu_flags()
+    return "avx512f" in flags if flags else True
 
 
 def fault_applies(

@@ -11,24 +11,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from morphhr_tf.cpu import cpu_flags
+
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_flags(cpuinfo_path: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU feature flags of the first processor listed in ``cpuinfo_path``.
-
-    Returns an empty set where the file does not exist (not Linux).
-    """
-    try:
-        with open(cpuinfo_path, encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
 
 
 def cpu_supports_bfloat16(flags: frozenset[str] | None = None) -> bool:

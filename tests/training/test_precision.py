@@ -1,10 +1,7 @@
 import pytest
 
-from morphhr_tf.training.precision import (
-    cpu_flags,
-    cpu_supports_bfloat16,
-    select_precision,
-)
+from morphhr_tf.cpu import cpu_flags
+from morphhr_tf.training.precision import cpu_supports_bfloat16, select_precision
 
 
 @pytest.mark.parametrize(
