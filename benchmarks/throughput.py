@@ -215,9 +215,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--slice-detail-blocks",
-        action="store_true",
-        help="the view recomputes the detail branch's full-resolution blocks "
-        "in the same slices (the trainer's slice_detail_blocks)",
+        action=argparse.BooleanOptionalAction,
+        default=True,  # TrainingConfig.slice_detail_blocks (a test checks)
+        help="the view trains the detail branch's full-resolution blocks "
+        "keeping only pooled tensors (default: the trainer's "
+        "slice_detail_blocks, on)",
     )
     p.add_argument(
         "--detail-branch",
@@ -264,7 +266,7 @@ def measure(args: argparse.Namespace, kind: str, size: int) -> dict:
         *(["--jit"] if args.jit else []),
         "--detail-branch", args.detail_branch,
         "--front-chunks", str(args.front_chunks),
-        *(["--slice-detail-blocks"] if args.slice_detail_blocks else []),
+        "--slice-detail-blocks" if args.slice_detail_blocks else "--no-slice-detail-blocks",
         *(["--no-xla-activations"] if args.no_xla_activations else []),
         "--inter-op-threads", str(args.inter_op_threads),
     ]  # fmt: skip

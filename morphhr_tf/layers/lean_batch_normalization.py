@@ -176,16 +176,24 @@ def parameter_gradients(sums, moments: BatchMoments):
     return moments.inv * (g_d - moments.delta * d_beta), d_beta
 
 
+def input_gradient_coefficients(gamma, moments: BatchMoments, d_gamma, d_beta):
+    """Per-channel float32 `(scale, k, c)` of the input gradient
+    ``g * scale - d * k + c`` (see :func:`input_gradient`): it is affine in
+    the upstream gradient `g` and the centred input `d`."""
+    scale = gamma * moments.inv
+    count, delta, inv = moments.count, moments.delta, moments.inv
+    # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
+    k = scale * inv * d_gamma / count
+    c = scale * (delta * inv * d_gamma - d_beta) / count
+    return scale, k, c
+
+
 def input_gradient(g, d, gamma, moments: BatchMoments, d_gamma, d_beta):
     """The gradient with respect to the input `x`, from `d = x - shift` (any
     slice of the batch, given the whole batch's `d_gamma`, `d_beta`), in
     `x`'s dtype."""
     dtype = d.dtype
     g = ops.cast(g, dtype)
-    scale = gamma * moments.inv
-    count, delta, inv = moments.count, moments.delta, moments.inv
-    # dx = scale * (g - d_beta / n - xhat * d_gamma / n).
-    k = scale * inv * d_gamma / count
-    c = scale * (delta * inv * d_gamma - d_beta) / count
+    scale, k, c = input_gradient_coefficients(gamma, moments, d_gamma, d_beta)
     dx = g * ops.cast(scale, dtype) - d * ops.cast(k, dtype)
     return dx + ops.cast(c, dtype)

@@ -197,8 +197,9 @@ def sliced_norm_blocks(
     """The same function as `model`, each block `conv -> batch norm -> ReLU
     -> max pool` (or `... -> max pool -> ReLU`, the same function) that starts
     at a conv of `conv_names` trained as one
-    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` (its
-    backward pass recomputes the block in `chunks` slices of the batch).
+    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` (it keeps
+    only pooled tensors; its backward pass makes the full-size gradient in
+    `chunks` slices of the batch).
 
     Args:
         model: a flat functional model (left untouched: the view calls its
@@ -257,7 +258,7 @@ def recompute_front(
     model: keras.Model,
     chunks: int = DEFAULT_FRONT_CHUNKS,
     *,
-    detail_blocks: bool = False,
+    detail_blocks: bool = True,
 ) -> keras.Model:
     """The view of a MorphHR model (:func:`~morphhr_tf.models.build_morphhr`)
     that the trainer's stage 2 fits.
@@ -272,15 +273,17 @@ def recompute_front(
 
     With `detail_blocks` (and `chunks > 1`) each detail-branch detector's
     full-resolution block (conv, batch norm, ReLU, max pool) trains as a
-    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` too: about
-    0.7 GB less at 896 px, batch 16, on the CPU, for about a third of the
-    throughput (``docs/performance.md``, section 4). Off by default.
+    :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` too, which
+    keeps only pooled tensors: 0.4-0.7 GB less at 896 px, batch 16, at the
+    same throughput on the CPU (``docs/performance.md``, section 4). On by
+    default, as in the trainer.
 
     Args:
         model: a flat MorphHR model with at least one front block and no
             front batch norm (its moving statistics cannot be recomputed).
         chunks: slices of the batch (default :data:`DEFAULT_FRONT_CHUNKS`).
-        detail_blocks: slice the detectors' full-resolution blocks too.
+        detail_blocks: train the detectors' full-resolution blocks as
+            `SlicedNormBlock`s (false: as their layers).
 
     Returns:
         :func:`rematerialized`'s view (and :func:`sliced_norm_blocks`').

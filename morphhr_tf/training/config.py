@@ -23,10 +23,11 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   only the first front block, for the whole batch at once, with gradients
   bit for bit the model's.
 - ``slice_detail_blocks``: with ``front_recompute_chunks`` > 1, the detail
-  branch's full-resolution blocks are recomputed in the same slices as well
+  branch's full-resolution blocks train keeping only pooled tensors, their
+  full-size gradient made in the same slices
   (:class:`morphhr_tf.models.sliced_norm_block.SlicedNormBlock`): less
-  memory, at a large cost in CPU throughput (``docs/performance.md``).
-  Default false.
+  memory at the same throughput (``docs/performance.md``). Default true;
+  false trains them as layers.
 - ``xla_activations``: the front's P-activations train through XLA kernels
   on TensorFlow (:class:`morphhr_tf.layers.PActivation`'s ``xla_kernels``):
   the same numbers, faster; false keeps TensorFlow's ops, for a little less
@@ -152,7 +153,7 @@ class TrainingConfig:
     detail_branch: str = "antithetic"
     rematerialize_front: bool = True
     front_recompute_chunks: int = 4
-    slice_detail_blocks: bool = False
+    slice_detail_blocks: bool = True
     xla_activations: bool = True
     base_steps: int = 600
     epochs: int = 3

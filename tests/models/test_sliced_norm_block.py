@@ -19,15 +19,28 @@ def _model(
     strides=None,
     norm=LeanBatchNormalization,
     pool_first=False,
+    size=12,
+    any_size=False,
+    pool_size=2,
+    padding="same",
+    before=False,
 ):
-    inputs = keras.Input((12, 12, 2))
-    x = L.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
+    side = None if any_size else size
+    inputs = keras.Input((side, side, 2))
+    x = inputs
+    if before:  # the block's input gradient then reaches a trained layer
+        x = L.Conv2D(2, 1, name="before")(x)
+    x = L.Conv2D(4, 3, padding=padding, use_bias=bias, name="conv")(x)
     x = norm(name="bn")(x)
     relu = L.Activation(activation, name="relu")
-    pool = L.MaxPooling2D(2, strides=strides, name="pool")
+    pool = L.MaxPooling2D(pool_size, strides=strides, name="pool")
     x = relu(pool(x)) if pool_first else pool(relu(x))
     x = L.Conv2D(3, 3, padding="same", name="next")(x)
-    outputs = L.Dense(1, name="dense")(L.Flatten(name="flat")(x))
+    if any_size:
+        x = L.GlobalMaxPooling2D(name="flat")(x)
+    else:
+        x = L.Flatten(name="flat")(x)
+    outputs = L.Dense(1, name="dense")(x)
     model = keras.Model(inputs, outputs)
     rng = np.random.default_rng(0)
     for weight in model.weights:
@@ -40,9 +53,9 @@ def _model(
     return model
 
 
-def _images(batch, seed=1):
+def _images(batch, seed=1, size=12):
     rng = np.random.default_rng(seed)
-    return tf.constant(rng.normal(1.0, 2.0, size=(batch, 12, 12, 2)), tf.float32)
+    return tf.constant(rng.normal(1.0, 2.0, size=(batch, size, size, 2)), tf.float32)
 
 
 def _step(model, x):
@@ -50,6 +63,16 @@ def _step(model, x):
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(model(x, training=True) ** 2)
     return float(loss), tape.gradient(loss, model.trainable_variables)
+
+
+def _assert_gradients_match(plain, view, x):
+    """The loss bit for bit; every gradient within 1e-5 of the largest."""
+    loss_a, grads_a = _step(plain, x)
+    loss_b, grads_b = _step(view, x)
+    assert loss_a == loss_b
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_a)
+    for var, a, b in zip(plain.trainable_variables, grads_a, grads_b, strict=True):
+        assert float(tf.reduce_max(tf.abs(a - b))) < 1e-5 * scale, var.path
 
 
 def _moving(model):
@@ -68,14 +91,46 @@ def test_gradients_and_moving_statistics_equal_the_layers(batch, chunks, pool_fi
     plain, viewed = _model(pool_first=pool_first), _model(pool_first=pool_first)
     view = sliced_norm_blocks(viewed, ["conv"], chunks)
     assert isinstance(view.get_layer("sliced_conv"), SlicedNormBlock)
-    loss_a, grads_a = _step(plain, x)
-    loss_b, grads_b = _step(view, x)
-    assert loss_a == loss_b
-    scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_a)
-    for var, a, b in zip(plain.trainable_variables, grads_a, grads_b, strict=True):
-        assert float(tf.reduce_max(tf.abs(a - b))) < 1e-5 * scale, var.path
+    _assert_gradients_match(plain, view, x)
     for a, b in zip(_moving(plain), _moving(viewed), strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        # A layer before the block: its gradient is the block's input gradient.
+        dict(before=True),
+        # Rows and columns past the last whole window get no gradient.
+        dict(size=13),
+        dict(size=13, pool_size=3, before=True),
+        dict(size=14, pool_size=(2, 3), padding="valid"),
+    ],
+)
+def test_gradients_equal_the_layers_for_other_shapes(shape):
+    x = _images(5, size=shape.get("size", 12))
+    plain, viewed = _model(**shape), _model(**shape)
+    _assert_gradients_match(plain, sliced_norm_blocks(viewed, ["conv"], 2), x)
+
+
+def test_a_model_of_any_image_size_trains_at_several_sizes_in_one_graph():
+    # Spatial sizes unknown when the model is built: one compiled training
+    # step per size, each with the layers' gradients.
+    plain, viewed = _model(any_size=True), _model(any_size=True)
+    view = sliced_norm_blocks(viewed, ["conv"], 2)
+
+    @tf.function
+    def step(model, x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x, training=True) ** 2)
+        return tape.gradient(loss, model.trainable_variables)
+
+    for size in (12, 13, 16):
+        x = _images(4, size=size)
+        grads_a, grads_b = step(plain, x), step(view, x)
+        scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_a)
+        for a, b in zip(grads_a, grads_b, strict=True):
+            assert float(tf.reduce_max(tf.abs(a - b))) < 1e-5 * scale, size
 
 
 def test_gradients_under_bfloat16_agree_to_its_precision():

@@ -144,7 +144,7 @@ def test_recomputing_the_front_trains_the_same_weights(tiny_splits, tmp_path):
         "plain": dict(rematerialize_front=False),
         "first_block": dict(front_recompute_chunks=1),
         "sliced": {},
-        "sliced_detail": dict(slice_detail_blocks=True),
+        "layers_detail": dict(slice_detail_blocks=False),
     }
     runs = {
         name: FnArgs(tiny_splits, str(tmp_path / name), dict(config, **extra), steps=3)
@@ -154,7 +154,7 @@ def test_recomputing_the_front_trains_the_same_weights(tiny_splits, tmp_path):
         trainer.run_fn(args)
     weights = {name: _keras_weights(args) for name, args in runs.items()}
     assert _max_weight_difference(weights["first_block"], weights["plain"]) == 0.0
-    for name in ("sliced", "sliced_detail"):
+    for name in ("sliced", "layers_detail"):
         difference = _max_weight_difference(weights[name], weights["plain"])
         assert difference < 1e-5, (name, difference)
     for args in runs.values():
