@@ -86,6 +86,12 @@ def check_block(conv, norm, relu, pool) -> None:
             f"{pool.name!r} is not a MaxPooling2D with disjoint windows "
             "(strides = pool_size, valid padding)"
         )
+    elif pool.pool_size[0] * pool.pool_size[1] > 256:
+        problems.append(
+            f"{pool.name!r} has windows of {pool.pool_size[0] * pool.pool_size[1]} "
+            "positions: at most 256 (the block keeps each window's maximum "
+            "position in 8 bits)"
+        )
     if problems:
         raise ValueError(
             "SlicedNormBlock needs conv -> LeanBatchNormalization -> ReLU -> "
@@ -242,8 +248,8 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
 def _window_maxima(window: tuple[int, int]):
     """An XLA-compiled `f(z, pooled, h, shift) -> (index, at)`: per pooling
     window (disjoint `window`s), the row-major index (uint8) of the first
-    position where `z` equals `pooled`, and `h - shift` there. The max pool's gradient goes to
-    that position. Where `pooled` is no value of the window (ReLU-clipped
+    position where `z` equals `pooled`, and `h - shift` there. The max
+    pool's gradient goes to that position. Where `pooled` is no value of the window (ReLU-clipped
     zeros of an all-negative window) the index is the last; the ReLU stops
     the gradient there anyway. One fused pass, where TensorFlow's strided
     slices of a quarter cost as much as the whole block."""
@@ -269,9 +275,10 @@ def _window_maxima(window: tuple[int, int]):
 
 
 def _unpool(pooled, index, window, full_size):
-    """The full-size tensor (`full_size` rows and columns) holding each window's value
-    of `pooled` at the position `index` names (:func:`_window_maxima`'s),
-    zero elsewhere (rows and columns past the last whole window included)."""
+    """The full-size tensor (`full_size` rows and columns) holding each
+    window's value of `pooled` at the position `index` names
+    (:func:`_window_maxima`'s), zero elsewhere (rows and columns past the
+    last whole window included)."""
     import tensorflow as tf
 
     ph, pw = window

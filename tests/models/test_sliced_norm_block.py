@@ -182,6 +182,15 @@ def test_refuses_other_blocks(kwargs, named):
         sliced_norm_blocks(_model(**kwargs), ["conv"], 2)
 
 
+def test_refuses_windows_of_more_than_256_positions():
+    # The block keeps each window's maximum position in 8 bits.
+    conv = L.Conv2D(2, 3, padding="same", use_bias=False, name="conv")
+    args = (conv, LeanBatchNormalization(name="bn"), L.Activation("relu"))
+    SlicedNormBlock(*args, L.MaxPooling2D(16))  # 256 positions: taken
+    with pytest.raises(ValueError, match="257 positions: at most 256"):
+        SlicedNormBlock(*args, L.MaxPooling2D((1, 257)))
+
+
 def test_refuses_a_block_whose_inner_tensor_is_read_elsewhere():
     inputs = keras.Input((8, 8, 1))
     h = L.Conv2D(2, 3, padding="same", use_bias=False, name="conv")(inputs)
