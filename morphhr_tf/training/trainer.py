@@ -308,7 +308,10 @@ def _training_view(
             "their full-resolution activations"
         )
     if config.slice_detail_blocks and chunks > 1:
-        _log("... and the detail branch's full-resolution blocks, in the same slices")
+        _log(
+            "... and trains the detail branch's full-resolution blocks keeping "
+            "only pooled tensors (slice_detail_blocks)"
+        )
     with strategy.scope():
         return recompute_front(model, chunks, detail_blocks=config.slice_detail_blocks)
 
