@@ -249,9 +249,9 @@ def _window_maxima(window: tuple[int, int]):
     """An XLA-compiled `f(z, pooled, h, shift) -> (index, at)`: per pooling
     window (disjoint `window`s), the row-major index (uint8) of the first
     position where `z` equals `pooled`, and `h - shift` there. The max
-    pool's gradient goes to that position. Where `pooled` is no value of the window (ReLU-clipped
-    zeros of an all-negative window) the index is the last; the ReLU stops
-    the gradient there anyway. One fused pass, where TensorFlow's strided
+    pool's gradient goes to that position. Where `pooled` is no value of the
+    window (ReLU-clipped zeros of an all-negative window) the index is the
+    last; the ReLU stops the gradient there anyway. One fused pass, where TensorFlow's strided
     slices of a quarter cost as much as the whole block."""
     import tensorflow as tf
 
@@ -284,16 +284,11 @@ def _unpool(pooled, index, window, full_size):
     ph, pw = window
     zero = tf.zeros([], pooled.dtype)
     parts = [tf.where(index == n, pooled, zero) for n in range(ph * pw)]
-    if ph == pw:  # depth_to_space's channel order is the row-major index's
-        full = tf.nn.depth_to_space(tf.concat(parts, -1), ph)
-    else:
-        shape = tf.shape(pooled)
-        stacked = tf.reshape(
-            tf.stack(parts, axis=3), [shape[0], shape[1], shape[2], ph, pw, -1]
-        )
-        full = tf.reshape(
-            tf.transpose(stacked, [0, 1, 3, 2, 4, 5]),
-            [shape[0], shape[1] * ph, shape[2] * pw, shape[3]],
-        )
-    missing = full_size - tf.shape(full)[1:3]
+    n, rows, cols, channels = tf.unstack(tf.shape(pooled))
+    # [n, rows, cols, ph * pw, channels] -> [n, rows, ph, cols, pw, channels]
+    stacked = tf.reshape(tf.stack(parts, axis=3), [n, rows, cols, ph, pw, channels])
+    full = tf.reshape(
+        tf.transpose(stacked, [0, 1, 3, 2, 4, 5]), [n, rows * ph, cols * pw, channels]
+    )
+    missing = full_size - [rows * ph, cols * pw]
     return tf.pad(full, [[0, 0], [0, missing[0]], [0, missing[1]], [0, 0]])
