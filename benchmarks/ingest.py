@@ -8,13 +8,16 @@ Measures images per second, in one run, for
    (segmentation on a subsampled copy, crop, LUT on the crop only,
    orientation, resize, 16 bit); and the same with the eager
    ``read_mammogram`` (every pixel mapped first), for reference;
-3. the Beam ingest (``run_ingest``: read, preprocess, PNG, tf.Example, gzip
-   TFRecords) with 1 worker, 2 worker processes and 2 worker threads; each
+3. the Beam ingest (``run_ingest``: read, preprocess, PNG, tf.Example,
+   uncompressed TFRecords, then the splits rewritten as gzip files in
+   canonical order, ``record_order``) with 1 worker, 2 worker processes and 2 worker threads; each
    end to end and in steady state (first to last processed image, i.e.
    without start-up);
 4. CPU costs that do not depend on the machine's load: a worker's start-up
    imports with and without TensorFlow, and per image the tf.Example encode
-   (``example_writer``, TensorFlow-free) and the gzip of the TFRecord writer.
+   (``example_writer``, TensorFlow-free) and the gzip at level 6 that Beam's
+   gzip TFRecord writer does (TFX's ExampleGen still writes that way;
+   ``run_ingest`` no longer does).
 
 Usage::
 
@@ -121,8 +124,9 @@ def bench_worker_costs(records, size):
     """CPU costs of a Beam worker (load-independent, unlike the wall times):
     start-up imports (what a worker imports, and that plus TensorFlow, which
     workers imported until the writer did without it), and per image the
-    encode (``example_writer.encode_example``) and the gzip of the TFRecord
-    writer (zlib level 6, fixed by Beam)."""
+    encode (``example_writer.encode_example``) and the gzip of Beam's gzip
+    TFRecord writer (zlib level 6, fixed by Beam; the ExampleGen's writer,
+    no longer ``run_ingest``'s)."""
     import zlib
 
     from morphhr_tf.data import MammogramPreprocessor
@@ -150,7 +154,7 @@ def bench_worker_costs(records, size):
         f"worker imports, CPU s             : {heavy:7.2f} with TensorFlow, {light:.2f} without"
     )
     print(f"encode per image, CPU ms          : {tf_ms:7.1f} example_writer")
-    print(f"gzip TFRecord per image, CPU ms   : {gzip_ms:7.1f}")
+    print(f"gzip TFRecord per image, CPU ms   : {gzip_ms:7.1f} (ExampleGen only)")
 
 
 def bench_beam(root, out, size, workers, mode, total):

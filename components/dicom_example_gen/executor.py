@@ -28,6 +28,7 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
+from absl import logging
 from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import (
     BaseExampleGenExecutor,
@@ -53,6 +54,7 @@ from morphhr_tf.data.ingest import (
     save_counts,
     write_summary,
 )
+from morphhr_tf.data.record_order import canonicalize_split
 from morphhr_tf.data.redaction import WriteRejectFiles
 
 EXAMPLES_KEY = "examples"
@@ -162,6 +164,26 @@ def _file_format(exec_properties: dict[str, Any]) -> int:
     )
 
 
+def _canonical_order(examples, split_names, exec_properties: dict[str, Any]) -> None:
+    """Each split's records in the order their bytes alone decide
+    (:mod:`morphhr_tf.data.record_order`), so that the same data give the
+    Trainer the same input order whatever Beam's workers did. Gzip TFRecords
+    (TFX's only TFRecord format) are rewritten; Parquet keeps the runner's
+    order, which a warning says."""
+    payload = exec_properties.get("output_data_format")
+    if payload == example_gen_pb2.PayloadFormat.FORMAT_PARQUET:
+        logging.warning(
+            "DicomExampleGen: Parquet output keeps the runner's record order, "
+            "which can differ from run to run"
+        )
+        return
+    for name in split_names:
+        canonicalize_split(
+            artifact_utils.get_split_uri([examples], name),
+            prefix=f"{write_split.DEFAULT_FILE_NAME}-",
+        )
+
+
 class Executor(BaseExampleGenExecutor):
     """DicomExampleGen's executor (``BeamExecutorSpec``)."""
 
@@ -227,6 +249,7 @@ class Executor(BaseExampleGenExecutor):
         )
         save_counts(outputs, work)
         pipeline.run().wait_until_finish()
+        _canonical_order(examples, split_names, exec_properties)
 
         counts = load_counts(work)
         tf.io.gfile.rmtree(work)

@@ -166,6 +166,16 @@ def isdir(path: PathLike) -> bool:
     return _test(path, "isdir")
 
 
+def remove(path: PathLike) -> None:
+    """As ``os.remove`` (a URL's file through fsspec)."""
+    path = os.fspath(path)
+    if not is_url(path):
+        os.remove(path)
+        return
+    fs, inner = _fs(path)
+    fs.rm_file(inner)
+
+
 def walk(root: PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
     """As ``os.walk(root, followlinks=False)``: ``(dirpath, dirnames,
     filenames)`` per folder, nothing for a missing root. A URL's ``dirpath``

@@ -4,7 +4,9 @@
 (the composite the TFX ExampleGen runs too) on one data set and writes
 
 - ``out_dir/Split-{train,eval,test}/data-*.gz``: gzip TFRecords of tf.Examples
-  (see :mod:`morphhr_tf.data.tfrecord_codec`);
+  (see :mod:`morphhr_tf.data.tfrecord_codec`), in an order that depends on
+  the records alone, not on Beam's workers (see
+  :mod:`morphhr_tf.data.record_order`);
 - ``out_dir/rejects.csv``: ``image_key,path,reason`` for every listing problem
   (reason prefixed ``listing:``) and every rejected image, with no patient
   identifier in it (see :mod:`morphhr_tf.data.redaction`);
@@ -27,7 +29,6 @@ The salt of the patient keys comes from ``$MORPHHR_SALT`` (see
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import sys
@@ -55,6 +56,7 @@ from morphhr_tf.data.ingest_transform import (
     write_summary,
 )
 from morphhr_tf.data.preprocessing import DEFAULT_IMAGE_SIZE
+from morphhr_tf.data.record_order import canonicalize_split
 from morphhr_tf.data.redaction import (
     PRIVATE_REJECT_COLUMNS,
     PRIVATE_REJECTS_FILE,
@@ -99,20 +101,20 @@ def _clear_outputs(out_dir: str) -> None:
         folder = os.path.join(out_dir, f"Split-{split}")
         if os.path.isdir(folder):
             for name in os.listdir(folder):
-                if name.startswith("data-") and name.endswith(".gz"):
+                if name.startswith("data-"):
                     os.remove(os.path.join(folder, name))
     for name in (REJECTS_FILE, SUMMARY_FILE):
         if os.path.exists(os.path.join(out_dir, name)):
             os.remove(os.path.join(out_dir, name))
 
 
-def _fill_empty_splits(out_dir: str) -> None:
+def _canonicalize_splits(out_dir: str) -> None:
+    """Every split's records in the order their bytes alone decide (an empty
+    split as one empty file): see :mod:`morphhr_tf.data.record_order`."""
     for split in SPLITS:
         folder = os.path.join(out_dir, f"Split-{split}")
         os.makedirs(folder, exist_ok=True)
-        if not any(n.startswith("data-") for n in os.listdir(folder)):
-            with gzip.open(os.path.join(folder, "data-00000-of-00001.gz"), "wb"):
-                pass  # an empty split is an empty TFRecord file
+        canonicalize_split(folder)
 
 
 def _write_outputs(
@@ -122,10 +124,11 @@ def _write_outputs(
     the reject files (as the ExampleGen writes them) and the counts in
     ``work``."""
     for split in SPLITS:
+        # Uncompressed: the records are PNGs, which gzip does not shrink;
+        # _canonicalize_splits writes the gzip files (stored blocks).
         outputs[EXAMPLES][split] | f"Write{split}" >> beam.io.WriteToTFRecord(
             os.path.join(out_dir, f"Split-{split}", "data"),
-            file_name_suffix=".gz",
-            compression_type=CompressionTypes.GZIP,
+            compression_type=CompressionTypes.UNCOMPRESSED,
         )
     _ = outputs[REJECTS] | "WriteRejects" >> WriteRejectFiles(out_dir, private_dir)
     save_counts(outputs, work)
@@ -222,7 +225,7 @@ def run_ingest(
 
     counts = load_counts(work)
     shutil.rmtree(work, ignore_errors=True)
-    _fill_empty_splits(out_dir)
+    _canonicalize_splits(out_dir)
     ran_workers, ran_mode = runtime.beam_workers_of(beam_args)
     summary = ingest.summarize(
         counts,

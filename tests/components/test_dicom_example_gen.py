@@ -4,6 +4,7 @@ import csv
 import glob
 import json
 import os
+from pathlib import Path
 
 from morphhr_tf.runtime import beam_pipeline_args
 
@@ -131,6 +132,23 @@ def test_executor_writes_patient_splits_rejects_and_counts(cbis_root, tmp_path):
     assert summary["rejected"] == len(rows)
     assert summary["ingested"] + summary["rejected_images"] == summary["listed"]
     assert not os.path.exists(os.path.join(rejects.uri, PRIVATE_REJECTS_FILE))
+
+
+def test_executor_writes_the_same_split_files_every_run(cbis_root, tmp_path):
+    """Beam's Reshuffle orders the records at random; the files written do
+    not depend on it (morphhr_tf.data.record_order)."""
+
+    def files(run):
+        examples, _ = _run(tmp_path / run, _exec_properties(cbis_root[0]))
+        base = Path(examples.uri)
+        return {str(p.relative_to(base)): p.read_bytes() for p in base.glob("*/*")}
+
+    first = files("a")
+    assert sorted(first) == [
+        f"Split-{name}/data_tfrecord-00000-of-00001.gz"
+        for name in ("eval", "test", "train")
+    ]
+    assert files("b") == first
 
 
 def test_private_map_goes_outside_the_pipeline_root_only(cbis_root, tmp_path):
