@@ -274,7 +274,8 @@ def recompute_front(
     With `detail_blocks` (and `chunks > 1`) each detail-branch detector's
     full-resolution block (conv, batch norm, ReLU, max pool) trains as a
     :class:`~morphhr_tf.models.sliced_norm_block.SlicedNormBlock` too, which
-    keeps only pooled tensors: 0.4-0.7 GB less at 896 px, batch 16, at the
+    keeps only pooled tensors and runs forward and backward in slices of
+    the batch: about 1.4-2 GB less than the layers at 896 px, batch 16, at the
     same throughput on the CPU (``docs/performance.md``, section 4). On by
     default, as in the trainer.
 

@@ -33,10 +33,18 @@ pass then:
 
 Which position holds a window's maximum is found by one XLA-compiled pass
 (TensorFlow's strided slices of a quarter of the tensor cost as much as the
-whole block). The forward pass is the layers' own arithmetic
-(:mod:`morphhr_tf.layers.lean_batch_normalization`'s functions) for the
-whole batch, and updates the moving statistics once. It is a training view
-of existing layers, whose variables it shares:
+whole block). The forward pass, too, runs one slice of the batch at a time,
+in two passes, so that no full-size tensor of the whole batch exists: the
+first computes the conv and each slice's statistics (two passes around the
+slice's rounded mean, as
+:func:`~morphhr_tf.layers.lean_batch_normalization.batch_moments` takes
+them, merged across slices as Chan et al. merge partial variances) and the
+two kernel-sized sums; the second computes the conv again, normalizes,
+pools and finds the windows' maxima. Its statistics are summed in another
+order than the layers', so the outputs agree to float32 rounding (1e-6
+relative), not bit for bit. It updates the moving statistics once.
+
+It is a training view of existing layers, whose variables it shares:
 :func:`~morphhr_tf.models.rematerialize.recompute_front` builds it.
 TensorFlow only; on other backends, in inference, or with one slice, it
 calls the four layers as they are.
@@ -50,8 +58,8 @@ import keras
 from keras import ops
 
 from morphhr_tf.layers.lean_batch_normalization import (
+    BatchMoments,
     LeanBatchNormalization,
-    batch_moments,
     channel_sum,
     input_gradient,
     input_gradient_coefficients,
@@ -106,8 +114,10 @@ class SlicedNormBlock(keras.layers.Layer):
     Args:
         conv, norm, relu, pool: the block's layers (see :func:`check_block`),
             called as shared layers: their variables are the view's.
-        chunks: slices of the batch the backward pass makes the full-size
-            gradient in (and recomputes the conv in, for an input gradient).
+        chunks: slices of the batch the forward pass computes the conv, batch
+            norm and pool in (twice: statistics, then outputs), and the
+            backward pass makes the full-size gradient in (and recomputes
+            the conv in, for an input gradient).
         **kwargs: base layer keyword arguments, such as `name`.
     """
 
@@ -181,24 +191,89 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
             dilations=dilations,
         )  # fmt: skip
 
+    def slices(x):
+        """``(batch, [(x_i, rows_i)])``: ``chunks`` equal slices of `x`,
+        padded with zero rows, and how many rows of each are real.
+        (Equal and never empty: TensorFlow's CPU conv returns its input
+        unchanged for an empty batch.)"""
+        batch, size, (xs,) = padded_slices([x], chunks)
+        return batch, [
+            (xs[i * size : (i + 1) * size], tf.clip_by_value(batch - i * size, 0, size))
+            for i in range(chunks)
+        ]
+
+    def in_turn(tensors, previous):
+        """`tensors` once `previous` is done: the slices run one at a time,
+        so only one slice's full-size tensors are alive."""
+        with tf.control_dependencies(previous):
+            return [tf.identity(t) for t in tensors]
+
+    def statistics(kernel, ranges):
+        """Pass 1, slice by slice: the batch's moments (each slice's, in two
+        passes around its own rounded mean as `batch_moments` takes them,
+        merged as Chan et al. merge partial variances) and the kernel
+        gradient's two sums that need no upstream gradient: the patches'
+        sums against ``d = h - shift`` and against 1."""
+        parts, done = [], []
+        for x_i, rows_i in ranges:
+            (x_i,) = in_turn([x_i], done)
+            h_i = convolve(x_i, kernel)
+            # The padded rows' conv output is 0 (no bias): no sum counts them.
+            real = tf.reshape(tf.range(tf.shape(h_i)[0]) < rows_i, [-1, 1, 1, 1])
+            count_i = ops.cast(rows_i * tf.reduce_prod(tf.shape(h_i)[1:3]), "float32")
+            safe = ops.maximum(count_i, 1.0)
+            shift_i = ops.cast(channel_sum(h_i) / safe, h_i.dtype)
+            centred = tf.where(real, h_i - shift_i, tf.zeros([], h_i.dtype))
+            total_i = channel_sum(centred)
+            squares_i = channel_sum(centred * centred)
+            with_d_i = tf.cast(kernel_sum(x_i, centred, centred.shape[-1]), "float32")
+            ones = tf.ones_like(h_i[..., :1], "float32")  # one per position
+            patches_i = kernel_sum(tf.cast(x_i, "float32"), ones, 1)
+            mean_i = ops.cast(shift_i, "float32") + total_i / safe
+            m2_i = ops.maximum(squares_i - total_i * total_i / safe, 0.0)
+            parts.append((count_i, mean_i, m2_i, shift_i, with_d_i, patches_i))
+            done = [with_d_i, patches_i, m2_i]
+        count = sum(p[0] for p in parts)
+        mean = sum(p[0] * p[1] for p in parts) / count
+        m2 = sum(p[2] + p[0] * ops.square(p[1] - mean) for p in parts)
+        variance = m2 / count
+        shift = ops.cast(mean, dtype)
+        delta = mean - ops.cast(shift, "float32")
+        moments = BatchMoments(
+            shift, delta, mean, variance, ops.rsqrt(variance + norm.epsilon), count
+        )
+        patch_sum = sum(p[5] for p in parts)
+        # sum(patch * (h - shift)) = sum(patch * (h - shift_i))
+        #                            + (shift_i - shift) * sum(patch)
+        with_d = sum(
+            p[4] + p[5] * (ops.cast(p[3], "float32") - ops.cast(shift, "float32"))
+            for p in parts
+        )
+        return moments, with_d, patch_sum
+
     @tf.custom_gradient
     def block(x, kernel, gamma, beta):
-        h = convolve(x, kernel)
-        moments = batch_moments(h, norm.epsilon)
-        z = normalized(h, gamma, beta, moments)
-        outputs = pool(ops.relu(z))
-        # Per window: which position the max pool sends its gradient to
-        # (8 bits) and the centred conv output there; a quarter of h each.
-        where_max, at_max = _window_maxima(window)(z, outputs, h, moments.shift)
-        # The kernel gradient's terms that do not depend on the upstream
-        # gradient: the patches' sums against d = h - shift and against 1
-        # (d made once z is gone: two full-size tensors at a time).
-        with tf.control_dependencies([where_max, at_max]):
-            d = h - moments.shift
-        with_d = tf.cast(kernel_sum(x, d, d.shape[-1]), "float32")
-        ones = tf.ones_like(h[..., :1], "float32")  # one per output position
-        patch_sum = kernel_sum(tf.cast(x, "float32"), ones, 1)
-        full_size = tf.shape(h)[1:3]  # (the backward pass must not read h)
+        batch, ranges = slices(x)
+        moments, with_d, patch_sum = statistics(kernel, ranges)
+        # Pass 2, slice by slice: the conv again, batch norm, ReLU and max
+        # pool, and per window which position the max pool sends its
+        # gradient to (8 bits) and the centred conv output there (a quarter
+        # of the conv output each).
+        outputs, where_max, at_max, done = [], [], [], [with_d, patch_sum]
+        for x_i, _ in ranges:
+            (x_i,) = in_turn([x_i], done)
+            h_i = convolve(x_i, kernel)
+            z_i = normalized(h_i, gamma, beta, moments)
+            out_i = pool(ops.relu(z_i))
+            index_i, at_i = _window_maxima(window)(z_i, out_i, h_i, moments.shift)
+            outputs.append(out_i)
+            where_max.append(index_i)
+            at_max.append(at_i)
+            done = [out_i, index_i, at_i]
+        outputs, where_max, at_max = (
+            tf.concat(t, 0)[:batch] for t in (outputs, where_max, at_max)
+        )
+        full_size = tf.shape(h_i)[1:3]  # (the backward pass must not read h)
 
         def grad(dp, *unused, variables=None):
             del unused  # the statistics' upstream gradients: none flows back

@@ -24,9 +24,9 @@ Every key is optional; the defaults are the CPU demo's. Keys:
   bit for bit the model's.
 - ``slice_detail_blocks``: with ``front_recompute_chunks`` > 1, the detail
   branch's full-resolution blocks train keeping only pooled tensors, their
-  full-size gradient made in the same slices
-  (:class:`morphhr_tf.models.sliced_norm_block.SlicedNormBlock`): less
-  memory at the same throughput (``docs/performance.md``). Default true;
+  forward pass and full-size gradient made in the same slices
+  (:class:`morphhr_tf.models.sliced_norm_block.SlicedNormBlock`): about 1.4-2 GB
+  less at 896 px, batch 16, at the same throughput (``docs/performance.md``). Default true;
   false trains them as layers.
 - ``xla_activations``: the front's P-activations train through XLA kernels
   on TensorFlow (:class:`morphhr_tf.layers.PActivation`'s ``xla_kernels``):

@@ -66,10 +66,11 @@ def _step(model, x):
 
 
 def _assert_gradients_match(plain, view, x, step=_step):
-    """The loss bit for bit; every gradient within 1e-5 of the largest."""
+    """The loss to 1e-6 (the block sums the batch statistics slice by
+    slice); every gradient within 1e-5 of the largest."""
     loss_a, grads_a = step(plain, x)
     loss_b, grads_b = step(view, x)
-    assert float(loss_a) == float(loss_b)
+    assert abs(float(loss_b) - float(loss_a)) <= 1e-6 * abs(float(loss_a))
     scale = max(float(tf.reduce_max(tf.abs(g))) for g in grads_a)
     for var, a, b in zip(plain.trainable_variables, grads_a, grads_b, strict=True):
         assert float(tf.reduce_max(tf.abs(a - b))) < 1e-5 * scale, var.path
@@ -84,7 +85,7 @@ def _moving(model):
 @pytest.mark.parametrize("batch,chunks", [(8, 4), (5, 2), (3, 4)])
 def test_gradients_and_moving_statistics_equal_the_layers(batch, chunks, pool_first):
     # Three models with the same weights: the plain layers, and the view
-    # with a sliced block. Loss bit for bit; every gradient within 1e-5 of
+    # with a sliced block. Loss to 1e-6; every gradient within 1e-5 of
     # the largest; moving statistics updated once, to 1e-6. The block may
     # pool before its ReLU (as the detail branch does) or after it.
     x = _images(batch)
