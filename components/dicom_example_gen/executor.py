@@ -54,7 +54,7 @@ from morphhr_tf.data.ingest import (
     save_counts,
     write_summary,
 )
-from morphhr_tf.data.record_order import canonicalize_split
+from morphhr_tf.data.record_order import SplitFiles, canonicalize_split
 from morphhr_tf.data.redaction import WriteRejectFiles
 
 EXAMPLES_KEY = "examples"
@@ -164,6 +164,16 @@ def _file_format(exec_properties: dict[str, Any]) -> int:
     )
 
 
+#: The artifacts' file system as TFX reaches it (``gs://`` without gcsfs).
+_GFILE = SplitFiles(
+    names=lambda folder: (
+        tf.io.gfile.listdir(folder) if tf.io.gfile.isdir(folder) else []
+    ),
+    open=tf.io.gfile.GFile,
+    remove=tf.io.gfile.remove,
+)
+
+
 def _canonical_order(examples, split_names, exec_properties: dict[str, Any]) -> None:
     """Each split's records in the order their bytes alone decide
     (:mod:`morphhr_tf.data.record_order`), so that the same data give the
@@ -181,6 +191,7 @@ def _canonical_order(examples, split_names, exec_properties: dict[str, Any]) -> 
         canonicalize_split(
             artifact_utils.get_split_uri([examples], name),
             prefix=f"{write_split.DEFAULT_FILE_NAME}-",
+            files=_GFILE,
         )
 
 

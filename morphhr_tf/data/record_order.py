@@ -31,14 +31,21 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from morphhr_tf.data import fileio
 
-__all__ = ["DEFAULT_SHARD_BYTES", "CanonicalSplit", "canonicalize_split"]
+__all__ = [
+    "DEFAULT_SHARD_BYTES",
+    "FILEIO",
+    "CanonicalSplit",
+    "SplitFiles",
+    "canonicalize_split",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +67,32 @@ class CanonicalSplit:
     bytes: int
 
 
-def _data_files(folder: str, prefix: str) -> list[str]:
+@dataclass(frozen=True)
+class SplitFiles:
+    """How :func:`canonicalize_split` reaches a split's folder: ``names``
+    (the file names in a folder, none for a missing one), ``open`` (path,
+    ``"rb"`` or ``"wb"``) and ``remove`` (path). :data:`FILEIO` is the
+    package's own (local paths, fsspec URLs); TFX's executor passes
+    ``tf.io.gfile``'s, which reach ``gs://`` without gcsfs."""
+
+    names: Callable[[str], list[str]]
+    open: Callable[[str, str], IO]
+    remove: Callable[[str], None]
+
+
+def _fileio_names(folder: str) -> list[str]:
     for _, _, names in fileio.walk(folder):
-        return sorted(fileio.join(folder, n) for n in names if n.startswith(prefix))
+        return list(names)
     return []
 
 
-def _read_records(path: str) -> Iterator[bytes]:
+FILEIO = SplitFiles(names=_fileio_names, open=fileio.open_file, remove=fileio.remove)
+
+
+def _read_records(files: SplitFiles, path: str) -> Iterator[bytes]:
     """The records of a TFRecord file, gzip if its name ends in ``.gz``."""
-    with fileio.open_file(path, "rb") as raw:
-        f = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+    with files.open(path, "rb") as raw:
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if path.endswith(".gz") else raw
         try:
             while (record := _TFRecordUtil.read_record(f)) is not None:
                 yield record
@@ -90,12 +113,14 @@ def canonicalize_split(
     *,
     prefix: str = "data-",
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    files: SplitFiles = FILEIO,
 ) -> CanonicalSplit:
     """Rewrites the TFRecord files ``folder/prefix*`` (gzip if named
     ``*.gz``, else uncompressed) as gzip files in canonical order (see the
     module docstring) and returns what it wrote.
 
-    ``folder`` is a local path or a URL (:mod:`morphhr_tf.data.fileio`).
+    ``folder`` is a local path or a URL, reached through ``files``
+    (:class:`SplitFiles`; by default :mod:`morphhr_tf.data.fileio`).
     The input files are removed once every record is in the temporary
     files; an empty split becomes one empty file.
 
@@ -108,7 +133,9 @@ def canonicalize_split(
     if shard_bytes < 1:
         raise ValueError(f"shard_bytes must be positive. Received: {shard_bytes}")
     start = time.perf_counter()
-    inputs = _data_files(folder, prefix)
+    inputs = sorted(
+        fileio.join(folder, n) for n in files.names(folder) if n.startswith(prefix)
+    )
     with tempfile.TemporaryDirectory(prefix="morphhr_order_") as tmp:
         # Pass 1: every record once into one spill file, sizes counted.
         spill_path = os.path.join(tmp, "spill")
@@ -116,7 +143,7 @@ def canonicalize_split(
         offset = 0
         with open(spill_path, "wb") as spill:
             for path in inputs:
-                for record in _read_records(path):
+                for record in _read_records(files, path):
                     digests.append(
                         (hashlib.sha256(record).digest(), offset, len(record))
                     )
@@ -124,18 +151,18 @@ def canonicalize_split(
                     offset += len(record)
         total = offset
         for path in inputs:
-            fileio.remove(path)
+            files.remove(path)
         # Pass 2: output file i holds the i-th hash range, sorted.
         count = max(1, math.ceil(total / shard_bytes))
         ranges: list[list[tuple[bytes, int, int]]] = [[] for _ in range(count)]
         for entry in digests:
             ranges[_bucket(entry[0], count)].append(entry)
-        files = []
+        written = []
         with open(spill_path, "rb") as spill:
             for i, entries in enumerate(ranges):
                 path = fileio.join(folder, f"{prefix}{i:05d}-of-{count:05d}.gz")
-                _write_sorted(path, sorted(entries), spill)
-                files.append(path)
+                _write_sorted(files, path, sorted(entries), spill)
+                written.append(path)
     logger.info(
         "%s: %d records (%.1f MB) in canonical order in %d file(s), %.1f s",
         folder,
@@ -144,12 +171,12 @@ def canonicalize_split(
         count,
         time.perf_counter() - start,
     )
-    return CanonicalSplit(tuple(files), len(digests), total)
+    return CanonicalSplit(tuple(written), len(digests), total)
 
 
-def _write_sorted(path: str, entries, spill) -> None:
+def _write_sorted(files: SplitFiles, path: str, entries, spill) -> None:
     with (
-        fileio.open_file(path, "wb") as raw,
+        files.open(path, "wb") as raw,
         gzip.GzipFile(
             filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0
         ) as out,

@@ -121,3 +121,33 @@ def test_uncompressed_inputs_give_the_same_files_as_gzip_ones(tmp_path):
     canonicalize_split(b)
     assert _contents(a) == _contents(b)
     assert list(_contents(b)) == ["data-00000-of-00001.gz"]
+
+
+def test_a_url_folder_and_tensorflow_s_file_system_give_the_same_files(tmp_path):
+    import fsspec
+
+    from morphhr_tf.data.record_order import SplitFiles
+
+    local = str(tmp_path / "local")
+    _write(local, _scattered(RECORDS, 2, seed=7))
+    url = "memory://morphhr-record-order/split"
+    memory = fsspec.filesystem("memory")
+    for i, part in enumerate(_scattered(RECORDS, 3, seed=8)):
+        with memory.open(f"/morphhr-record-order/split/data-{i}.gz", "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb") as f:
+                for record in part:
+                    _TFRecordUtil.write_record(f, record)
+    gfile = SplitFiles(
+        names=tf.io.gfile.listdir, open=tf.io.gfile.GFile, remove=tf.io.gfile.remove
+    )
+    try:
+        got = canonicalize_split(url)
+        canonicalize_split(local, files=gfile)
+        assert got.files == (f"{url}/data-00000-of-00001.gz",)
+        assert memory.ls("/morphhr-record-order/split", detail=False) == [
+            "/morphhr-record-order/split/data-00000-of-00001.gz"
+        ]
+        with memory.open("/morphhr-record-order/split/data-00000-of-00001.gz") as f:
+            assert f.read() == _contents(local)["data-00000-of-00001.gz"]
+    finally:
+        memory.rm("/morphhr-record-order", recursive=True)
