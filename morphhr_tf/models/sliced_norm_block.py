@@ -294,10 +294,10 @@ def _tensorflow_block(conv, norm, pool, chunks: int):
             batch, size, (xs, ps, ws) = padded_slices([x, passed, where_max], chunks)
             with_g, d_x = None, []
             for i in range(chunks):
-                with tf.control_dependencies([] if with_g is None else [with_g]):
-                    x_i, p_i, w_i = (
-                        tf.identity(t[i * size : (i + 1) * size]) for t in (xs, ps, ws)
-                    )
+                x_i, p_i, w_i = in_turn(
+                    [t[i * size : (i + 1) * size] for t in (xs, ps, ws)],
+                    [] if with_g is None else [with_g],
+                )
                 g_i = _unpool(p_i, w_i, window, full_size)
                 part = tf.cast(kernel_sum(x_i, g_i, g_i.shape[-1]), "float32")
                 with_g = part if with_g is None else with_g + part
@@ -326,8 +326,9 @@ def _window_maxima(window: tuple[int, int]):
     position where `z` equals `pooled`, and `h - shift` there. The max
     pool's gradient goes to that position. Where `pooled` is no value of the
     window (ReLU-clipped zeros of an all-negative window) the index is the
-    last; the ReLU stops the gradient there anyway. One fused pass, where TensorFlow's strided
-    slices of a quarter cost as much as the whole block."""
+    last; the ReLU stops the gradient there anyway. One fused pass, where
+    TensorFlow's strided slices of a quarter cost as much as the whole
+    block."""
     import tensorflow as tf
 
     ph, pw = window
